@@ -1,0 +1,83 @@
+"""One exception hierarchy for every store, rooted at `SessionStoreError`.
+
+Usage::
+
+    from session_store_protocol import SessionStoreError
+
+    try:
+        await store.append(key, entries)
+    except SessionStoreError as exc:
+        log.warning("transcript not mirrored: %s", exc)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "DuplicateKindError",
+    "EntryTooLargeError",
+    "InvalidEntryError",
+    "InvalidKeyError",
+    "InvalidStoreOptionsError",
+    "SessionStoreError",
+    "StoreAuthenticationError",
+    "StoreClosedError",
+    "StoreUnavailableError",
+    "SummariesUnavailableError",
+    "UnknownKindError",
+]
+
+
+class SessionStoreError(Exception):
+    """Base class of every error a session store or the registry raises."""
+
+
+class InvalidKeyError(SessionStoreError, ValueError):
+    """A session key is malformed; nothing was read or written."""
+
+
+class InvalidEntryError(SessionStoreError, ValueError):
+    """An entry or a batch is malformed; nothing of the batch was written."""
+
+
+class EntryTooLargeError(InvalidEntryError):
+    """An entry exceeds the store's configured maximum size."""
+
+
+class InvalidStoreOptionsError(SessionStoreError, ValueError):
+    """Store options (from the wire or the server side) are unknown, unsafe or malformed."""
+
+
+class StoreUnavailableError(SessionStoreError, ConnectionError):
+    """The backend could not be reached or failed an operation; the message names the host."""
+
+
+class StoreClosedError(SessionStoreError, RuntimeError):
+    """The store was used after ``close()``."""
+
+
+class SummariesUnavailableError(SessionStoreError, ImportError):
+    """Session summaries need an optional dependency that is not installed."""
+
+
+class DuplicateKindError(SessionStoreError, ValueError):
+    """Two plugins registered the same store kind."""
+
+
+class UnknownKindError(SessionStoreError, KeyError):
+    """No plugin offers the requested store kind."""
+
+    def __init__(self, kind: object, available: Iterable[str]) -> None:
+        self.kind = kind
+        self.available = sorted(available)
+        listed = ", ".join(self.available) or "none"
+        super().__init__(f"unknown session store kind {kind!r}; available kinds: {listed}")
+
+    def __str__(self) -> str:
+        # KeyError.__str__ would repr() the message and wrap it in quotes.
+        return str(self.args[0])
+
+
+class StoreAuthenticationError(StoreUnavailableError):
+    """The backend refused the credentials; the message names the host, never the password."""
