@@ -1,0 +1,27 @@
+"""MongoDB ``SessionStore`` for Claude Agent SDK harnesses (store kind ``mongo``).
+
+Usage::
+
+    from session_store_mongo import MongoSessionStore
+
+    async with MongoSessionStore.from_url("mongodb://localhost:27017") as store:
+        await store.append({"project_key": "p", "session_id": "s"}, [{"type": "user"}])
+        print(await store.load({"project_key": "p", "session_id": "s"}))
+
+Or let a harness discover it: ``StoreRegistry().build({"kind": "mongo"})`` with ``MONGO_URL`` set.
+"""
+
+from __future__ import annotations
+
+from .builder import MongoStoreBuilder, mongo_session_store_builder, validate_database_name
+from .store import DEFAULT_CLIENT_OPTIONS, DEFAULT_DATABASE, MongoSessionStore, StoreStats
+
+__all__ = [
+    "DEFAULT_CLIENT_OPTIONS",
+    "DEFAULT_DATABASE",
+    "MongoSessionStore",
+    "MongoStoreBuilder",
+    "StoreStats",
+    "mongo_session_store_builder",
+    "validate_database_name",
+]

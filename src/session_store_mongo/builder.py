@@ -1,0 +1,203 @@
+"""Build Mongo stores from wire options, sharing one client per builder.
+
+Usage, in a harness (the URL and credentials stay server-side)::
+
+    from session_store_protocol import StoreRegistry
+    from session_store_mongo import mongo_session_store_builder
+
+    registry = StoreRegistry()
+    registry.register(
+        "mongo",
+        mongo_session_store_builder(
+            {"url": os.environ["MONGO_URL"], "allowed_database_prefix": "tenant_"}
+        ),
+        replace=True,
+    )
+    store = registry.build({"kind": "mongo", "options": {"database": "tenant_acme"}})
+
+Wire options may set only ``database`` and ``collection_prefix``, validated against MongoDB's
+naming rules and the server's allow-list; ``url``, client options and unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from session_store_protocol.errors import InvalidStoreOptionsError
+
+from .store import DEFAULT_DATABASE, MongoSessionStore
+
+__all__ = [
+    "SERVER_OPTIONS",
+    "WIRE_OPTIONS",
+    "MongoStoreBuilder",
+    "mongo_session_store_builder",
+    "validate_database_name",
+]
+
+WIRE_OPTIONS = frozenset({"database", "collection_prefix"})
+"""The only options a client may send over the wire."""
+
+SERVER_OPTIONS = frozenset(
+    {
+        "url",
+        "client",
+        "client_options",
+        "database",
+        "collection_prefix",
+        "allowed_databases",
+        "allowed_database_prefix",
+        "create_indexes",
+        "max_entry_bytes",
+    }
+)
+"""The options a harness may set server-side, in the builder's defaults."""
+
+_DATABASE_FORBIDDEN = re.compile(r'[/\\. "$*<>:|?\x00]')
+_RESERVED_DATABASES = frozenset({"admin", "local", "config"})
+_PREFIX = re.compile(r"[A-Za-z0-9_-]{0,48}")
+
+
+def validate_database_name(name: object) -> str:
+    """Return ``name`` if MongoDB accepts it as a database for session data.
+
+    Raises:
+        InvalidStoreOptionsError: Not a string, empty, too long, a forbidden character, or one
+            of MongoDB's own databases (``admin``, ``local``, ``config``).
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidStoreOptionsError("database must be a non-empty string")
+    if len(name.encode()) >= 64:
+        raise InvalidStoreOptionsError("database names must be shorter than 64 bytes")
+    if _DATABASE_FORBIDDEN.search(name):
+        raise InvalidStoreOptionsError(
+            f'database {name!r} contains a character MongoDB forbids (/\\. "$*<>:|? or NUL)'
+        )
+    if name.lower() in _RESERVED_DATABASES:
+        raise InvalidStoreOptionsError(f"database {name!r} is reserved by MongoDB")
+    return name
+
+
+def _validate_prefix(prefix: object) -> str:
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+        raise InvalidStoreOptionsError(
+            "collection_prefix must be at most 48 letters, digits, '_' or '-'"
+        )
+    return prefix
+
+
+class MongoStoreBuilder:
+    """``builder(options) -> MongoSessionStore``, all stores on one shared client.
+
+    The client is created on the first build and closed by ``aclose()``; stores built here
+    never close it. Building 1,000 stores opens one connection pool, not 1,000.
+    """
+
+    def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
+        """Keep the server-side defaults; nothing connects yet.
+
+        Args:
+            defaults: Server-side options (see ``SERVER_OPTIONS``): ``url`` or an injected
+                ``client``, ``client_options``, default ``database`` and ``collection_prefix``,
+                and the allow-list for wire databases: ``allowed_databases`` (names) and/or
+                ``allowed_database_prefix``.
+
+        Raises:
+            InvalidStoreOptionsError: Unknown or malformed defaults.
+        """
+        settings = dict(defaults or {})
+        unknown = set(settings) - SERVER_OPTIONS
+        if unknown:
+            raise InvalidStoreOptionsError(
+                f"unknown mongo store settings {sorted(unknown)}; known: {sorted(SERVER_OPTIONS)}"
+            )
+        if settings.get("url") is not None and settings.get("client") is not None:
+            raise InvalidStoreOptionsError("set url or client, not both")
+        allowed = settings.pop("allowed_databases", None)
+        self._allowed_databases: frozenset[str] | None = (
+            None if allowed is None else frozenset(map(validate_database_name, _names(allowed)))
+        )
+        prefix = settings.pop("allowed_database_prefix", None)
+        if prefix is not None and (not isinstance(prefix, str) or not prefix):
+            raise InvalidStoreOptionsError("allowed_database_prefix must be a non-empty string")
+        self._allowed_prefix: str | None = prefix
+        self._database = validate_database_name(settings.pop("database", DEFAULT_DATABASE))
+        self._collection_prefix = _validate_prefix(settings.pop("collection_prefix", ""))
+        self._url: str | None = settings.pop("url", None)
+        self._client: Any = settings.pop("client", None)
+        self._client_options: Mapping[str, Any] = settings.pop("client_options", None) or {}
+        self._store_options = settings
+        self._owner: MongoSessionStore | None = None
+
+    def _check_allowed(self, database: str) -> None:
+        if self._allowed_databases is None and self._allowed_prefix is None:
+            return
+        if self._allowed_databases is not None and database in self._allowed_databases:
+            return
+        if self._allowed_prefix is not None and database.startswith(self._allowed_prefix):
+            return
+        raise InvalidStoreOptionsError(
+            f"database {database!r} is not allowed by this server's configuration"
+        )
+
+    def _shared_client(self) -> Any:
+        if self._client is not None:
+            return self._client
+        if self._url is None:
+            raise InvalidStoreOptionsError(
+                "no MongoDB URL configured for store kind 'mongo': set MONGO_URL, or register "
+                "mongo_session_store_builder({'url': ...}) in the harness"
+            )
+        # The first store owns the client on the builder's behalf; aclose() closes it.
+        self._owner = MongoSessionStore(
+            url=self._url, client_options=self._client_options, database=self._database
+        )
+        self._client = self._owner._client
+        return self._client
+
+    def __call__(self, options: Mapping[str, Any] | None = None) -> MongoSessionStore:
+        """Build a store for the wire ``options`` on the shared client.
+
+        Raises:
+            InvalidStoreOptionsError: An option outside ``WIRE_OPTIONS`` (``url``, client
+                options, anything unknown), a bad value, or a database outside the allow-list.
+        """
+        wire = dict(options or {})
+        unknown = set(wire) - WIRE_OPTIONS
+        if unknown:
+            raise InvalidStoreOptionsError(
+                f"wire options {sorted(map(str, unknown))} are not accepted for kind 'mongo'; "
+                f"a client may set only {sorted(WIRE_OPTIONS)} (URLs and client settings stay "
+                "server-side)"
+            )
+        database = self._database
+        if "database" in wire:
+            database = validate_database_name(wire["database"])
+            self._check_allowed(database)
+        prefix = _validate_prefix(wire.get("collection_prefix", self._collection_prefix))
+        return MongoSessionStore(
+            client=self._shared_client(),
+            database=database,
+            collection_prefix=prefix,
+            **self._store_options,
+        )
+
+    async def aclose(self) -> None:
+        """Close the shared client if this builder created it."""
+        if self._owner is not None:
+            await self._owner.close()
+            self._owner = None
+            self._client = None
+
+
+def _names(value: object) -> Collection[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise InvalidStoreOptionsError("allowed_databases must be a list of database names")
+    return list(value)
+
+
+def mongo_session_store_builder(defaults: Mapping[str, Any] | None = None) -> MongoStoreBuilder:
+    """Return the builder a harness registers for kind ``mongo`` (see ``MongoStoreBuilder``)."""
+    return MongoStoreBuilder(defaults)

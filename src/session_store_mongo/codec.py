@@ -1,0 +1,113 @@
+"""How an entry becomes a BSON document and comes back deep-equal.
+
+Usage::
+
+    from session_store_mongo.codec import encode_entry, decode_entry
+
+    stored, escaped = encode_entry(entry)     # BSON-safe copy, and whether it needed escaping
+    assert decode_entry(stored, escaped) == entry
+
+Most entries are stored as they are, so operators can query ``entry.type`` or ``entry.message``.
+An entry MongoDB cannot hold as is (a key that starts with ``$``, contains ``.`` or NUL, or an
+integer outside BSON's 64-bit range) is stored escaped, and its document is flagged so that only
+flagged entries pay for decoding:
+
+- in keys, ``%`` becomes ``%25``, ``.`` becomes ``%2E``, NUL becomes ``%00`` and a leading ``$``
+  becomes ``%24``;
+- an integer outside 64 bits becomes ``{"%int": "<decimal digits>"}``; no escaped key can start
+  with ``%i``, so the marker cannot collide with data.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from session_store_protocol.errors import InvalidEntryError
+
+__all__ = ["decode_entry", "encode_entry", "entry_json"]
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_BIG_INT = "%int"
+_KEY_ESCAPES = {"%": "%25", ".": "%2E", "\x00": "%00"}
+_KEY_UNESCAPES = {"25": "%", "2E": ".", "00": "\x00", "24": "$"}
+
+
+class _Encoder:
+    """Walks an entry once: validates JSON types and escapes only where MongoDB needs it."""
+
+    def __init__(self) -> None:
+        self.escaped = False
+
+    def key(self, key: object, path: str) -> str:
+        if not isinstance(key, str):
+            raise InvalidEntryError(f"{path}: object keys must be strings, got {key!r}")
+        if key.startswith("$") or any(c in key for c in "%.\x00"):
+            self.escaped = True
+            out = "".join(_KEY_ESCAPES.get(c, c) for c in key)
+            return "%24" + out[1:] if out.startswith("$") else out
+        return key
+
+    def value(self, value: Any, path: str) -> Any:
+        if isinstance(value, str) or value is None or isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            if _INT64_MIN <= value <= _INT64_MAX:
+                return value
+            self.escaped = True
+            return {_BIG_INT: str(value)}
+        if isinstance(value, float):
+            return value
+        if isinstance(value, dict):
+            return {self.key(k, path): self.value(v, f"{path}.{k}") for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [self.value(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        raise InvalidEntryError(f"{path}: {type(value).__name__} is not a JSON value")
+
+
+def encode_entry(entry: dict[str, Any], where: str = "entry") -> tuple[dict[str, Any], bool]:
+    """Return a BSON-safe copy of ``entry`` and whether it had to be escaped.
+
+    Args:
+        entry: A JSON object.
+        where: How errors name the entry, e.g. ``"entry 3 (uuid 'a1')"``.
+
+    Raises:
+        InvalidEntryError: The entry holds a value JSON cannot (bytes, sets, non-string keys).
+    """
+    encoder = _Encoder()
+    stored = encoder.value(entry, where)
+    return stored, encoder.escaped
+
+
+def _unescape_key(key: str) -> str:
+    if "%" not in key:
+        return key
+    parts = key.split("%")
+    return parts[0] + "".join(_KEY_UNESCAPES[p[:2]] + p[2:] for p in parts[1:])
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1 and _BIG_INT in value:
+            return int(value[_BIG_INT])
+        return {_unescape_key(k): _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def decode_entry(stored: dict[str, Any], escaped: bool) -> dict[str, Any]:
+    """Invert ``encode_entry``; unescaped entries are returned as they are."""
+    if not escaped:
+        return stored
+    decoded: dict[str, Any] = _decode(stored)
+    return decoded
+
+
+def entry_json(entry: dict[str, Any]) -> bytes:
+    """Serialize an entry compactly for chunked storage (integers of any size survive)."""
+    try:
+        return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise InvalidEntryError(f"entry is not JSON-serializable: {exc}") from exc
