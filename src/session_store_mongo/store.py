@@ -32,6 +32,7 @@ Every index and query starts with ``project_key, session_id``, a valid shard key
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -103,7 +104,8 @@ _DOC_SLACK = 16 * 1024
 """Room left under the server's document limit for the key fields around an entry."""
 _CHUNK_BYTES = 8 * 1024 * 1024
 _IN_FLIGHT_LEASE_MS = 120_000
-"""A reservation older than this whose writer never reported is taken as abandoned."""
+"""A summary that has not advanced for this long past a reservation whose writer never
+reported takes that reservation as abandoned (its writer crashed) and folds past it."""
 _SUMMARY_ATTEMPTS = 16
 _DEFAULT_MAX_BSON = 16 * 1024 * 1024
 _ENTRY_FIELDS = {"_id": 0, "entry": 1, "escaped": 1, "chunked": 1, "seq": 1}
@@ -393,7 +395,12 @@ class MongoSessionStore:
         )
 
     async def _reserve(self, ident: dict[str, str], prepared: list[_Prepared]) -> dict[str, Any]:
-        """Reserve ``len(prepared)`` sequence numbers with one atomic upsert; return the doc."""
+        """Reserve ``len(prepared)`` sequence numbers with one atomic ``$inc``; return the doc.
+
+        The transcript's document is created first, once, by a separate upsert that changes no
+        counter: some servers answer two racing ``$inc`` upserts with no document after
+        applying both, which would leave a reservation nobody knows about.
+        """
         update = {
             "$inc": {
                 "seq": len(prepared),
@@ -401,20 +408,30 @@ class MongoSessionStore:
                 "bytes": sum(p.size for p in prepared),
             },
             "$currentDate": {"mtime": True},
-            "$setOnInsert": {"created": datetime.now(timezone.utc)},
         }
         async with self._guard("append"):
             for _ in range(3):
-                try:
-                    doc: dict[str, Any] | None = await self._sessions.find_one_and_update(
-                        ident, update, upsert=True, return_document=ReturnDocument.AFTER
-                    )
-                except DuplicateKeyError:
-                    continue  # two first appends raced on the upsert; retry as an update
+                doc: dict[str, Any] | None = await self._sessions.find_one_and_update(
+                    ident, update, return_document=ReturnDocument.AFTER
+                )
                 if doc is not None:
                     return doc
-                # Some servers answer a racing upsert with no document; reserve again (a gap
-                # in seq is harmless).
+                # Another writer may create it first: that is what we wanted.
+                with contextlib.suppress(DuplicateKeyError):
+                    await self._sessions.update_one(
+                        ident,
+                        {
+                            "$setOnInsert": {
+                                "seq": 0,
+                                "count": 0,
+                                "bytes": 0,
+                                "landed": 0,
+                                "created": datetime.now(timezone.utc),
+                                "mtime": datetime.now(timezone.utc),
+                            }
+                        },
+                        upsert=True,
+                    )
         raise StoreUnavailableError(
             f"append on {self._hosts}: could not reserve sequence numbers for {ident!r}"
         )
@@ -519,14 +536,15 @@ class MongoSessionStore:
         landing = _uncount(skipped)
         landing.setdefault("$inc", {})["landed"] = end - start + 1
         async with self._guard("append"):
-            doc = None
             if fold is not None and reserved.get("summary_seq", 0) == start - 1:
                 summary = fold(_summary_of(reserved, key), key, [e for _, e in folded])
                 doc = await self._cas_summary(ident, reserved, summary, end, landing)
-            if doc is None:
-                doc = await self._sessions.find_one_and_update(
-                    ident, landing, return_document=ReturnDocument.AFTER
-                )
+                if doc is not None:  # landed and folded in one write: the common case
+                    await self._catch_up(key, ident, doc, fold)
+                    return
+            doc = await self._sessions.find_one_and_update(
+                ident, landing, return_document=ReturnDocument.AFTER
+            )
             if fold is None or doc is None:
                 return
             if folded and doc.get("summary_seq", 0) >= start:
@@ -550,6 +568,7 @@ class MongoSessionStore:
             {"summary": stored, "summary_escaped": escaped, "summary_seq": upto}
         )
         update.setdefault("$inc", {})["summary_version"] = 1
+        update["$currentDate"] = {"summary_at": True}
         filter_ = {**ident, "summary_version": doc.get("summary_version", 0)}
         if "summary_version" not in doc:
             filter_["summary_version"] = {"$exists": False}
@@ -595,7 +614,9 @@ class MongoSessionStore:
         for _ in range(_SUMMARY_ATTEMPTS):
             counter, landed = int(doc.get("seq", 0)), int(doc.get("landed", 0))
             folded_upto = 0 if refold else int(doc.get("summary_seq", 0))
-            abandoned = _ms(doc.get("mtime")) < time.time() * 1000 - _IN_FLIGHT_LEASE_MS
+            # A summary stuck behind a reservation for a whole lease: its writer died.
+            last_progress = doc.get("summary_at", doc.get("created"))
+            abandoned = _ms(last_progress) < time.time() * 1000 - _IN_FLIGHT_LEASE_MS
             if folded_upto >= counter or not (refold or landed >= counter or abandoned):
                 return
             previous = None if refold else _summary_of(doc, key)
@@ -688,7 +709,6 @@ class MongoSessionStore:
                     doc = await self._sessions.find_one(ident) or doc
                 summary = _summary_of(doc, key)
                 if summary is not None:
-                    summary["mtime"] = _ms(doc["mtime"])
                     summaries.append(summary)
         return summaries
 
@@ -834,10 +854,17 @@ def _uncount(skipped: list[_Prepared]) -> dict[str, Any]:
 
 
 def _summary_of(doc: Mapping[str, Any], key: SessionKey) -> SessionSummaryEntry | None:
+    """The stored summary; its ``mtime`` is the transcript's only when it is caught up.
+
+    A summary still behind (writers in flight) carries the older time it was last written,
+    so the SDK's staleness check sees it is behind and loads that transcript instead.
+    """
     if "summary" not in doc:
         return None
     data = decode_entry(doc["summary"], doc.get("summary_escaped", False))
-    return {"session_id": key["session_id"], "mtime": _ms(doc.get("mtime")), "data": data}
+    caught_up = doc.get("summary_seq", 0) >= doc.get("seq", 0)
+    mtime = _ms(doc.get("mtime") if caught_up else doc.get("summary_at"))
+    return {"session_id": key["session_id"], "mtime": mtime, "data": data}
 
 
 _INDEX_NAME = re.compile(r"index: (\S+)")

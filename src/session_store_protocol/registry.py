@@ -248,6 +248,29 @@ class StoreRegistry:
             self._sources[existing.plugin].kinds.remove(kind)
         self._add(kind, builder, EXPLICIT)
 
+    def add_plugin(self, plugin: object, name: str) -> None:
+        """Register a plugin object (e.g. one defined in a test) and call its hook now.
+
+        Raises:
+            DuplicateKindError: It offers a kind that is already registered.
+            ValueError: A plugin of that name is already registered.
+        """
+        self._ensure_loaded()
+        self._manager.register(plugin, name=name)
+        self._sources[name] = _Source()
+        for impl in self._manager.hook.register_session_stores.get_hookimpls():
+            if impl.plugin is plugin:
+                self._call_plugin(name, impl.function)
+
+    def remove_plugin(self, name: str) -> None:
+        """Unregister a plugin added with ``add_plugin`` and drop the kinds it registered."""
+        self._ensure_loaded()
+        source = self._sources.pop(name, None)
+        for kind in source.kinds if source else ():
+            del self._registrations[kind]
+        if self._manager.has_plugin(name):
+            self._manager.unregister(name=name)
+
     def kinds(self) -> list[str]:
         """Return the available store kinds, sorted."""
         self._ensure_loaded()

@@ -32,6 +32,7 @@ from .types import SessionKey, SessionStore, SessionStoreEntry
 
 __all__ = [
     "CONTRACT_CHECKS",
+    "Check",
     "INVALID_KEYS",
     "TRICKY_ENTRIES",
     "ContractViolation",

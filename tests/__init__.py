@@ -1,0 +1,1 @@
+"""The test suite: contract tiers, live server, faults, CLI, examples."""

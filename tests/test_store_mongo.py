@@ -1,0 +1,451 @@
+"""Mongo store specifics: layout, round trips, summaries catching up, builder, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from claude_agent_sdk import fold_session_summary
+from mongomock_motor import AsyncMongoMockClient
+from pymongo import AsyncMongoClient, monitoring
+
+import session_store_mongo.store as store_module
+from session_store_mongo import MongoSessionStore, mongo_session_store_builder
+from session_store_mongo.plugin import register_session_stores
+from session_store_protocol import (
+    InvalidStoreOptionsError,
+    SessionKey,
+    StoreClosedError,
+    StoreRegistry,
+    StoreUnavailableError,
+)
+from tests.conftest import REPO_ROOT, unique_name
+
+KEY: SessionKey = {"project_key": "proj", "session_id": "sess"}
+SUB: SessionKey = {"project_key": "proj", "session_id": "sess", "subpath": "subagents/agent-1"}
+
+
+def _entries(n: int, prefix: str = "e", start: int = 0) -> list[Any]:
+    return [{"type": "user", "uuid": f"{prefix}{i}", "n": i} for i in range(start, start + n)]
+
+
+class _Commands(monitoring.CommandListener):
+    """Records the names of the commands a client sends."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.commands: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+        self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture
+async def counted(mongo_url: str) -> AsyncIterator[tuple[MongoSessionStore, _Commands]]:
+    listener = _Commands()
+    database = unique_name("rt")
+    store = MongoSessionStore(
+        url=mongo_url, database=database, client_options={"event_listeners": [listener]}
+    )
+    await store.connect()
+    yield store, listener
+    await store._client.drop_database(database)
+    await store.close()
+
+
+@pytest.mark.live
+async def test_append_round_trips_do_not_grow_with_the_session(
+    counted: tuple[MongoSessionStore, _Commands],
+) -> None:
+    """A subkey append is 2 commands, a main append 3 (with the summary), at any length."""
+    store, listener = counted
+    for key, expected in ((SUB, ["findAndModify", "insert"]), (KEY, ["findAndModify"] * 1)):
+        await store.append(key, _entries(1000, prefix="fill"))
+        for _ in range(3):
+            listener.names.clear()
+            await store.append(key, _entries(5, prefix=unique_name()))
+            if key is KEY:
+                assert listener.names == ["findAndModify", "insert", "findAndModify"]
+            else:
+                assert listener.names == expected
+
+
+@pytest.mark.live
+async def test_load_is_one_sorted_indexed_query(
+    counted: tuple[MongoSessionStore, _Commands],
+) -> None:
+    """Load sends one ``find`` on the key, sorted by ``seq`` (plus getMores to stream)."""
+    store, listener = counted
+    await store.append(KEY, _entries(300))
+    listener.commands.clear()
+    listener.names.clear()
+    loaded = await store.load(KEY)
+    assert loaded == _entries(300)
+    assert set(listener.names) <= {"find", "getMore"}
+    [find] = [c for c in listener.commands if "find" in c]
+    assert list(find["filter"]) == ["project_key", "session_id", "subpath"]
+    assert dict(find["sort"]) == {"seq": 1}
+
+
+@pytest.mark.live
+async def test_storage_layout(live_store: MongoSessionStore, live_client: Any) -> None:
+    """Entries are queryable documents; only odd entries are escaped; indexes are named."""
+    await live_store.append(KEY, [{"type": "user", "uuid": "u1"}, {"type": "x", "$odd": 1}])
+    db = live_client[live_store.database]
+    docs = await db.entries.find({}, {"_id": 0}).sort("seq", 1).to_list(None)
+    assert docs[0] == {
+        "project_key": "proj",
+        "session_id": "sess",
+        "subpath": "",
+        "seq": 1,
+        "dedupe": "u1",
+        "entry": {"type": "user", "uuid": "u1"},
+    }
+    assert docs[1]["escaped"] is True
+    assert docs[1]["entry"] == {"type": "x", "%24odd": 1}
+    assert await db.entries.count_documents({"entry.type": "user"}) == 1
+    session = await db.sessions.find_one({"session_id": "sess"})
+    assert (session["seq"], session["count"], session["landed"]) == (2, 2, 2)
+    entry_indexes = {i["name"] for i in await (await db.entries.list_indexes()).to_list(None)}
+    assert {"entry_seq", "entry_dedupe"} <= entry_indexes
+    session_indexes = {i["name"] for i in await (await db.sessions.list_indexes()).to_list(None)}
+    assert {"session_key", "session_mtime"} <= session_indexes
+
+
+@pytest.mark.live
+async def test_summary_left_behind_is_caught_up(
+    live_store: MongoSessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends from a process without the SDK fold nothing; the next read catches up."""
+    first = [{"type": "user", "uuid": "a", "customTitle": "one", "cwd": "/w"}]
+    await live_store.append(KEY, first)
+    monkeypatch.setattr(store_module, "summaries_available", lambda: False)
+    await live_store.append(KEY, [{"type": "user", "uuid": "b", "customTitle": "two"}])
+    monkeypatch.undo()
+    [summary] = await live_store.list_session_summaries("proj")
+    loaded = await live_store.load(KEY)
+    assert summary["data"] == fold_session_summary(None, KEY, loaded or [])["data"]
+    assert summary["data"]["custom_title"] == "two"
+
+
+@pytest.mark.live
+async def test_abandoned_reservation_does_not_freeze_summaries(
+    live_store: MongoSessionStore, live_client: Any
+) -> None:
+    """A writer that reserved and died is taken as abandoned after the lease; summaries move on."""
+    await live_store.append(KEY, [{"type": "user", "uuid": "a", "customTitle": "one"}])
+    sessions = live_client[live_store.database].sessions
+    await sessions.update_one({"subpath": ""}, {"$inc": {"seq": 5}})  # a writer that died
+    await live_store.append(KEY, [{"type": "user", "uuid": "b", "customTitle": "two"}])
+    [summary] = await live_store.list_session_summaries("proj")
+    assert summary["data"]["custom_title"] == "one"
+    [listed] = await live_store.list_sessions("proj")
+    assert summary["mtime"] < listed["mtime"]  # behind, and says so to the SDK
+    old = datetime.now(timezone.utc) - timedelta(hours=1)
+    await sessions.update_one({"subpath": ""}, {"$set": {"summary_at": old}})
+    [summary] = await live_store.list_session_summaries("proj")
+    assert summary["data"]["custom_title"] == "two"
+    doc = await sessions.find_one({"subpath": ""})
+    assert doc["summary_seq"] == doc["seq"]
+
+
+@pytest.mark.live
+async def test_counter_behind_entries_is_repaired(
+    live_store: MongoSessionStore, live_client: Any
+) -> None:
+    """If the counter falls behind stored entries, append says so, repairs it, and retry works."""
+    await live_store.append(SUB, _entries(3))
+    sessions = live_client[live_store.database].sessions
+    await sessions.update_one({"subpath": SUB["subpath"]}, {"$set": {"seq": 0}})
+    with pytest.raises(StoreUnavailableError, match="repaired"):
+        await live_store.append(SUB, _entries(2, start=3))
+    await live_store.append(SUB, _entries(2, start=3))
+    assert await live_store.load(SUB) == _entries(5)
+
+
+@pytest.mark.live
+async def test_delete_keeps_the_counter(live_store: MongoSessionStore, live_client: Any) -> None:
+    """After delete the transcript is gone, but its sequence counter never restarts."""
+    await live_store.append(KEY, _entries(3))
+    await live_store.delete(KEY)
+    assert await live_store.load(KEY) is None
+    assert await live_store.list_sessions("proj") == []
+    assert await live_store.size(KEY) == 0
+    await live_store.append(KEY, _entries(1, prefix="again"))
+    doc = await live_client[live_store.database].entries.find_one({})
+    assert doc["seq"] == 4
+    [summary] = await live_store.list_session_summaries("proj")
+    assert summary["data"] == fold_session_summary(None, KEY, _entries(1, prefix="again"))["data"]
+
+
+@pytest.mark.live
+async def test_mtime_is_shared_by_listing_and_summaries(live_store: MongoSessionStore) -> None:
+    """``list_sessions`` and summaries report the same storage write time, in epoch ms."""
+    await live_store.append(KEY, _entries(2))
+    [listed] = await live_store.list_sessions("proj")
+    [summary] = await live_store.list_session_summaries("proj")
+    assert listed["mtime"] == summary["mtime"]
+    now = datetime.now(timezone.utc).timestamp() * 1000
+    assert abs(listed["mtime"] - now) < 60_000
+
+
+@pytest.mark.live
+async def test_size_stats_and_prune(live_store: MongoSessionStore, live_client: Any) -> None:
+    """``size`` counts entries; ``prune_inactive`` removes whole idle sessions, dry run nothing."""
+    idle: SessionKey = {"project_key": "proj", "session_id": "idle"}
+    await live_store.append(KEY, _entries(4))
+    await live_store.append(SUB, _entries(2))
+    await live_store.append(idle, _entries(3))
+    await live_store.append({**idle, "subpath": "subagents/agent-9"}, _entries(1))
+    assert await live_store.size(KEY) == 4
+    await live_store.append(KEY, _entries(4))
+    assert await live_store.size(KEY) == 4
+    stats = await live_store.stats()
+    assert (stats.sessions, stats.transcripts, stats.entries) == (2, 4, 10)
+    assert stats.largest[0]["session_id"] in ("sess", "idle")
+    old = datetime.now(timezone.utc) - timedelta(days=40)
+    sessions = live_client[live_store.database].sessions
+    await sessions.update_many({"session_id": "idle"}, {"$set": {"mtime": old}})
+    expected = [{"project_key": "proj", "session_id": "idle"}]
+    assert await live_store.prune_inactive(timedelta(days=30), dry_run=True) == expected
+    assert await live_store.load(idle) is not None
+    assert await live_store.prune_inactive(timedelta(days=30)) == expected
+    assert await live_store.load(idle) is None
+    assert await live_store.list_subkeys(idle) == []
+    assert await live_store.load(KEY) == _entries(4)
+    assert await live_store.load(SUB) == _entries(2)
+
+
+@pytest.mark.live
+async def test_chunked_entry_larger_than_a_document(live_store: MongoSessionStore) -> None:
+    """An entry above the 16 MB document limit is stored in chunks and reassembled."""
+    big = {"type": "tool_result", "uuid": "big", "content": "x" * (17 * 1024 * 1024)}
+    small = {"type": "user", "uuid": "small"}
+    await live_store.append(KEY, [small, big, {"type": "user", "uuid": "after"}])
+    await live_store.append(KEY, [big])  # a retry of the big one is deduplicated
+    loaded = await live_store.load(KEY)
+    assert loaded is not None
+    assert [e["uuid"] for e in loaded] == ["small", "big", "after"]
+    assert loaded[1] == big
+
+
+async def test_injected_client_is_not_closed_and_closed_store_refuses() -> None:
+    """The store never closes a client it did not create; after close it raises."""
+    client: Any = AsyncMongoMockClient()
+    store = MongoSessionStore(client=client, database=unique_name())
+    await store.append(KEY, _entries(1))
+    await store.close()
+    with pytest.raises(StoreClosedError):
+        await store.load(KEY)
+    other = MongoSessionStore(client=client, database=store.database)
+    assert await other.load(KEY) == _entries(1)
+
+
+@pytest.mark.live
+async def test_create_indexes_false_leaves_indexes_to_the_operator(
+    mongo_url: str, live_client: Any
+) -> None:
+    """With ``create_indexes=False`` no index is made until ``ensure_indexes()`` runs."""
+    database = unique_name("noidx")
+    store = MongoSessionStore(url=mongo_url, database=database, create_indexes=False)
+    try:
+        await store.append(SUB, _entries(1))
+        names = {i["name"] async for i in await live_client[database].entries.list_indexes()}
+        assert names == {"_id_"}
+        await store.ensure_indexes()
+        await store.ensure_indexes()
+        names = {i["name"] async for i in await live_client[database].entries.list_indexes()}
+        assert {"entry_seq", "entry_dedupe"} <= names
+    finally:
+        await live_client.drop_database(database)
+        await store.close()
+
+
+def test_constructor_needs_exactly_one_connection_source() -> None:
+    """Neither or both of ``client`` and ``url`` is a clear options error."""
+    with pytest.raises(InvalidStoreOptionsError):
+        MongoSessionStore()
+    with pytest.raises(InvalidStoreOptionsError):
+        MongoSessionStore(url="mongodb://h", client=AsyncMongoMockClient())
+    with pytest.raises(InvalidStoreOptionsError, match="max_entry_bytes"):
+        MongoSessionStore(url="mongodb://h", max_entry_bytes=0)
+
+
+async def test_unreachable_server_names_host_not_password() -> None:
+    """Connection failures are typed, name the host and never show the password."""
+    store = MongoSessionStore(
+        url="mongodb://app:pw-SECRET-1@127.0.0.1:9/",
+        client_options={"serverSelectionTimeoutMS": 300},
+    )
+    with pytest.raises(StoreUnavailableError) as caught:
+        await store.connect()
+    assert "127.0.0.1:9" in str(caught.value)
+    assert "pw-SECRET-1" not in str(caught.value)
+    assert caught.value.__cause__ is None
+    await store.close()
+
+
+def test_builder_shares_one_client_across_stores() -> None:
+    """A thousand stores built by one builder use one client: one connection pool."""
+    builder = mongo_session_store_builder({"url": "mongodb://127.0.0.1:9/"})
+    stores = [builder({"database": f"tenant_{i % 7}"}) for i in range(1000)]
+    assert len({id(store._client) for store in stores}) == 1
+    assert {store.database for store in stores} == {f"tenant_{i}" for i in range(7)}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"url": "mongodb://evil/"},
+        {"client_options": {"tls": False}},
+        {"database": {"$ne": ""}},
+        {"database": "admin"},
+        {"database": "a.b"},
+        {"database": "x" * 64},
+        {"database": ""},
+        {"collection_prefix": "../x"},
+        {"create_indexes": False},
+        {"max_entry_bytes": 1},
+        {"surprise": 1},
+    ],
+)
+def test_builder_refuses_unsafe_wire_options(options: dict[str, Any]) -> None:
+    """The wire may set only a valid database and collection prefix, nothing else."""
+    builder = mongo_session_store_builder({"url": "mongodb://127.0.0.1:9/"})
+    with pytest.raises(InvalidStoreOptionsError):
+        builder(options)
+
+
+def test_builder_allow_list() -> None:
+    """With an allow-list, wire databases must be listed or carry the allowed prefix."""
+    builder = mongo_session_store_builder(
+        {
+            "url": "mongodb://127.0.0.1:9/",
+            "allowed_databases": ["shared"],
+            "allowed_database_prefix": "tenant_",
+        }
+    )
+    assert builder({"database": "shared"}).database == "shared"
+    assert builder({"database": "tenant_acme"}).database == "tenant_acme"
+    assert builder(None).database == "computeragent_sessions"
+    with pytest.raises(InvalidStoreOptionsError, match="not allowed"):
+        builder({"database": "other"})
+
+
+def test_builder_refuses_unknown_server_settings() -> None:
+    """Server-side defaults are checked too: a typo is an error, not silently ignored."""
+    with pytest.raises(InvalidStoreOptionsError, match="unknown mongo store settings"):
+        mongo_session_store_builder({"uri": "mongodb://h"})
+
+
+def test_plugin_without_url_says_how_to_configure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kind ``mongo`` with no MONGO_URL and no configured builder is a clear error."""
+    monkeypatch.delenv("MONGO_URL", raising=False)
+    registered: dict[str, Any] = {}
+    register_session_stores(register=registered.__setitem__)
+    fresh_builder = type(registered["mongo"])()
+    with pytest.raises(InvalidStoreOptionsError, match="MONGO_URL"):
+        fresh_builder(None)
+
+
+def test_importing_the_plugin_connects_to_nothing() -> None:
+    """Importing the plugin and building a store open no connection (lazy until first use)."""
+    code = (
+        "import os, socket\n"
+        "os.environ['MONGO_URL'] = 'mongodb://127.0.0.1:9/'\n"
+        "calls = []\n"
+        "real = socket.socket.connect\n"
+        "socket.socket.connect = lambda self, *a: calls.append(a) or real(self, *a)\n"
+        "from session_store_protocol import StoreRegistry\n"
+        "store = StoreRegistry().build({'kind': 'mongo'})\n"
+        "print(type(store).__name__, len(calls))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.split() == ["MongoSessionStore", "0"]
+
+
+@pytest.mark.live
+async def test_registry_builds_a_working_mongo_store(mongo_url: str) -> None:
+    """A harness registers the builder and gets a working store from a wire config."""
+    registry = StoreRegistry()
+    builder = mongo_session_store_builder({"url": mongo_url, "allowed_database_prefix": "t_"})
+    registry.register("mongo", builder, replace=True)
+    database = unique_name("t")
+    store = registry.build({"kind": "mongo", "options": {"database": database}})
+    try:
+        await store.append(KEY, _entries(2))
+        assert await store.load(KEY) == _entries(2)
+    finally:
+        client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url)
+        await client.drop_database(database)
+        await client.close()
+        await builder.aclose()
+
+
+WRITER = """
+import asyncio, json, sys
+from session_store_mongo import MongoSessionStore
+
+async def main(url, database, writer, batches):
+    async with MongoSessionStore(url=url, database=database) as store:
+        key = {"project_key": "proj", "session_id": "shared"}
+        for b in range(batches):
+            batch = [
+                {"type": "user", "uuid": f"p{writer}-{b}-{i}", "w": writer, "n": b * 3 + i,
+                 "lastPrompt": f"p{writer}-{b}"}
+                for i in range(3)
+            ]
+            await store.append(key, batch)
+            if b % 4 == 0:
+                await store.append(key, batch)  # the SDK's retry
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
+"""
+
+
+@pytest.mark.live
+async def test_two_processes_append_to_one_session(mongo_url: str) -> None:
+    """Two OS processes writing one session lose and duplicate nothing; summaries agree."""
+    database = unique_name("mp")
+    batches = 40
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            WRITER,
+            mongo_url,
+            database,
+            str(w),
+            str(batches),
+            cwd=REPO_ROOT,
+        )
+        for w in range(2)
+    ]
+    assert [await p.wait() for p in procs] == [0, 0]
+    key: SessionKey = {"project_key": "proj", "session_id": "shared"}
+    async with MongoSessionStore(url=mongo_url, database=database) as store:
+        loaded = await store.load(key) or []
+        uuids = [e["uuid"] for e in loaded]
+        assert len(uuids) == len(set(uuids)) == 2 * batches * 3
+        for writer in range(2):
+            own = [e["n"] for e in loaded if e["w"] == writer]
+            assert own == list(range(batches * 3))
+        [summary] = await store.list_session_summaries("proj")
+        assert summary["data"] == fold_session_summary(None, key, loaded)["data"]
+        assert json.dumps(summary["data"])
+        await store._client.drop_database(database)
