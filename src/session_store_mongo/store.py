@@ -606,10 +606,13 @@ class MongoSessionStore:
         fold: Fold,
         *,
         refold: bool = False,
-    ) -> None:
+    ) -> dict[str, Any]:
         """Fold stored entries the summary lacks, once no reservation is in flight.
 
         With ``refold``, rebuild from the first entry instead of from ``summary_seq``.
+
+        Returns:
+            The latest session document this step saw or wrote.
         """
         for _ in range(_SUMMARY_ATTEMPTS):
             counter, landed = int(doc.get("seq", 0)), int(doc.get("landed", 0))
@@ -618,18 +621,19 @@ class MongoSessionStore:
             last_progress = doc.get("summary_at", doc.get("created"))
             abandoned = _ms(last_progress) < time.time() * 1000 - _IN_FLIGHT_LEASE_MS
             if folded_upto >= counter or not (refold or landed >= counter or abandoned):
-                return
+                return doc
             previous = None if refold else _summary_of(doc, key)
             pending = await self._read_entries(ident, {"$gt": folded_upto, "$lte": counter})
             summary = fold(previous, key, pending)
             repair = {"$max": {"landed": counter}} if abandoned else None
             written = await self._cas_summary(ident, doc, summary, counter, repair)
             if written is not None:
-                return
-            refold = False
-            doc = await self._sessions.find_one(ident) or {}
-            if not doc:
-                return
+                return written
+            latest = await self._sessions.find_one(ident)
+            if latest is None:  # deleted meanwhile
+                return doc
+            doc = latest
+        return doc
 
     # -- load ------------------------------------------------------------------------------
 
@@ -705,8 +709,7 @@ class MongoSessionStore:
                 key: SessionKey = {"project_key": project, "session_id": doc["session_id"]}
                 ident = _ident(key)
                 if doc.get("summary_seq", 0) < doc.get("seq", 0):
-                    await self._catch_up(key, ident, doc, fold)
-                    doc = await self._sessions.find_one(ident) or doc
+                    doc = await self._catch_up(key, ident, doc, fold)
                 summary = _summary_of(doc, key)
                 if summary is not None:
                     summaries.append(summary)
