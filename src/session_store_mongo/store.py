@@ -44,6 +44,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, cast
+from urllib.parse import parse_qsl, urlsplit
 
 import bson
 from bson import ObjectId
@@ -112,6 +113,13 @@ _ENTRY_FIELDS = {"_id": 0, "entry": 1, "escaped": 1, "chunked": 1, "seq": 1}
 
 _INDEXED: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], int]] = weakref.WeakKeyDictionary()
 """Per client: the (database, prefix) pairs whose indexes exist, with the server's BSON limit."""
+
+
+def _defaults_not_in_url(url: str) -> dict[str, Any]:
+    """Our client defaults, minus those the URL sets (keyword arguments would override it)."""
+    query = urlsplit(url).query
+    in_url = {name.lower() for name, _ in parse_qsl(query, keep_blank_values=True)}
+    return {k: v for k, v in DEFAULT_CLIENT_OPTIONS.items() if k.lower() not in in_url}
 
 
 def _distribution_version() -> str:
@@ -211,7 +219,7 @@ class MongoSessionStore:
         if url is not None:
             from pymongo import AsyncMongoClient
 
-            options = {**DEFAULT_CLIENT_OPTIONS, **(client_options or {})}
+            options = {**_defaults_not_in_url(url), **(client_options or {})}
             password = password_of_url(url)
             self._secrets = (password,) if password else ()
             self._hosts = hosts_of_url(url)
@@ -923,7 +931,9 @@ class _ErrorGuard:
     async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
         if exc is None or not isinstance(exc, PyMongoError):
             return
-        message = redact_text(str(exc).splitlines()[0] if str(exc) else "", self._secrets)
+        # The driver appends its whole topology description; the host is named already.
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        message = redact_text(first_line.split(", Topology Description:")[0], self._secrets)
         text = f"{self._operation} on {self._hosts} failed: {type(exc).__name__}: {message}"
         if isinstance(exc, OperationFailure) and exc.code in (13, 18):
             raise StoreAuthenticationError(text) from None
