@@ -300,6 +300,22 @@ async def test_unreachable_server_names_host_not_password() -> None:
     await store.close()
 
 
+@pytest.mark.live
+async def test_injected_clients_are_named_by_host(mongo_url: str) -> None:
+    """Errors name the host of an injected PyMongo or Motor client, not a class name."""
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    host = mongo_url.split("://", 1)[1].split("/")[0].split("@")[-1].split("?")[0]
+    pymongo_client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url)
+    motor_client: Any = AsyncIOMotorClient(mongo_url)
+    try:
+        assert MongoSessionStore(client=pymongo_client).hosts == host
+        assert MongoSessionStore(client=motor_client).hosts == host
+    finally:
+        await pymongo_client.close()
+        motor_client.close()
+
+
 def test_builder_shares_one_client_across_stores() -> None:
     """A thousand stores built by one builder use one client: one connection pool."""
     builder = mongo_session_store_builder({"url": "mongodb://127.0.0.1:9/"})

@@ -36,6 +36,11 @@ class _EnvironmentBuilder:
             self._builder = MongoStoreBuilder(defaults)
         return self._builder(options)
 
+    async def aclose(self) -> None:
+        """Close the shared client, if a store was ever built."""
+        if self._builder is not None:
+            await self._builder.aclose()
+
 
 build_from_environment = _EnvironmentBuilder()
 

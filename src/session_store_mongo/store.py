@@ -896,11 +896,20 @@ def _violated_index(error: Mapping[str, Any]) -> str:
     return "other"
 
 
+def _driver_client(client: Any) -> Any:
+    """The PyMongo client behind an injected one: Motor wraps it as ``delegate``.
+
+    Only Motor is unwrapped: on a PyMongo client any unknown attribute is a database.
+    """
+    if type(client).__module__.startswith("motor."):
+        return client.delegate
+    return client
+
+
 def _hosts_of_client(client: Any) -> str:
     """Describe an injected client's hosts for error messages (never its credentials)."""
-    delegate = getattr(client, "delegate", client)  # Motor wraps a PyMongo client
     try:
-        seeds = delegate.topology_description.server_descriptions()
+        seeds = _driver_client(client).topology_description.server_descriptions()
         return ",".join(f"{host}:{port}" for host, port in seeds) or "MongoDB"
     except Exception:  # mongomock and other stand-ins
         return type(client).__name__
@@ -908,8 +917,7 @@ def _hosts_of_client(client: Any) -> str:
 
 def _append_driver_info(client: Any) -> None:
     """Tell the server, in its logs, that this library talks through the injected client."""
-    delegate = getattr(client, "delegate", client)
-    append = getattr(delegate, "append_metadata", None)
+    append = getattr(_driver_client(client), "append_metadata", None)
     if callable(append):
         try:
             append(DriverInfo("session-store-mongo", _distribution_version()))
