@@ -372,14 +372,42 @@ class MongoSessionStore:
         reserved = await self._reserve(ident, prepared)
         end = int(reserved["seq"])
         start = end - len(prepared) + 1
-        inserted = await self._insert(ident, prepared, start)
+        try:
+            inserted = await self._insert(ident, prepared, start)
+        except Exception:
+            await self._release(ident, prepared, start)
+            raise
         skipped = [p for p in prepared if p.index not in inserted]
         if ident["subpath"] == _MAIN:
             folded = [(start + p.index, p.entry) for p in prepared if p.index in inserted]
-            await self._settle_main(clean, ident, reserved, start, end, folded, skipped)
+            await self._settle_main(clean, ident, reserved, prepared, start, folded, skipped)
         elif skipped:
-            async with self._guard("append"):
+            # Best effort like the summary: the entries are stored, only the count is at stake.
+            with contextlib.suppress(PyMongoError):
                 await self._sessions.update_one(ident, _uncount(skipped))
+
+    async def _release(self, ident: dict[str, str], prepared: list[_Prepared], start: int) -> None:
+        """After a failed insert, report the block landed and uncount what did not land.
+
+        Best effort: if the server is unreachable this fails too (logged), and the summary
+        waits for the lease that covers crashed writers.
+        """
+        end = start + len(prepared) - 1
+        try:
+            stored = self._entries.find({**ident, "seq": {"$gte": start, "$lte": end}}, {"seq": 1})
+            landed = {doc["seq"] - start async for doc in stored}
+            missing = [p for p in prepared if p.index not in landed]
+            update = _uncount(missing)
+            update.setdefault("$inc", {})["landed"] = len(prepared)
+            await self._sessions.update_one(ident, update)
+        except PyMongoError as exc:
+            log.warning(
+                "append on %s: could not release seq %d-%d after a failed insert: %s",
+                self._hosts,
+                start,
+                end,
+                redact_text(str(exc).splitlines()[0], self._secrets),
+            )
 
     def _prepare(self, index: int, entry: SessionStoreEntry, max_bson: int) -> _Prepared:
         uuid = entry.get("uuid")
@@ -526,8 +554,8 @@ class MongoSessionStore:
         key: SessionKey,
         ident: dict[str, str],
         reserved: dict[str, Any],
+        prepared: list[_Prepared],
         start: int,
-        end: int,
         folded: list[tuple[int, SessionStoreEntry]],
         skipped: list[_Prepared],
     ) -> None:
@@ -540,26 +568,36 @@ class MongoSessionStore:
         A block overtaken while in flight (only after an abandoned reservation) triggers a
         full refold, so no entry is ever silently missing from the summary.
         """
+        end = start + len(prepared) - 1
         fold = load_fold() if summaries_available() else None
         landing = _uncount(skipped)
         landing.setdefault("$inc", {})["landed"] = end - start + 1
-        async with self._guard("append"):
-            if fold is not None and reserved.get("summary_seq", 0) == start - 1:
-                summary = fold(_summary_of(reserved, key), key, [e for _, e in folded])
-                doc = await self._cas_summary(ident, reserved, summary, end, landing)
-                if doc is not None:  # landed and folded in one write: the common case
-                    await self._catch_up(key, ident, doc, fold)
+        landed = False
+        try:
+            async with self._guard("append"):
+                doc = None
+                if fold is not None and reserved.get("summary_seq", 0) == start - 1:
+                    summary = fold(_summary_of(reserved, key), key, [e for _, e in folded])
+                    doc = await self._cas_summary(ident, reserved, summary, end, landing)
+                    landed = doc is not None  # landed and folded in one write: the common case
+                if not landed:
+                    doc = await self._sessions.find_one_and_update(
+                        ident, landing, return_document=ReturnDocument.AFTER
+                    )
+                    landed = True
+                if fold is None or doc is None:
                     return
-            doc = await self._sessions.find_one_and_update(
-                ident, landing, return_document=ReturnDocument.AFTER
-            )
-            if fold is None or doc is None:
-                return
-            if folded and doc.get("summary_seq", 0) >= start:
-                await self._catch_up(key, ident, doc, fold, refold=True)
-                return
-            doc = await self._fold_own(key, ident, doc, fold, start, end, folded)
-            await self._catch_up(key, ident, doc, fold)
+                if folded and doc.get("summary_seq", 0) >= start:
+                    await self._catch_up(key, ident, doc, fold, refold=True)
+                    return
+                doc = await self._fold_own(key, ident, doc, fold, start, end, folded)
+                await self._catch_up(key, ident, doc, fold)
+        except StoreUnavailableError as exc:
+            # The entries are stored: failing the append would make the SDK retry it and
+            # duplicate entries without uuid. The summary catches up on a later read or write.
+            log.warning("append on %s: entries stored, summary deferred: %s", self._hosts, exc)
+            if not landed:
+                await self._release(ident, prepared, start)
 
     async def _cas_summary(
         self,

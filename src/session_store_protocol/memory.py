@@ -17,9 +17,11 @@ inside one; the store is not meant to be shared between threads.
 from __future__ import annotations
 
 import copy
+import json
 import time
 from dataclasses import dataclass, field
 
+from .errors import InvalidEntryError
 from .summaries import load_fold
 from .types import (
     SessionKey,
@@ -66,6 +68,10 @@ class InMemorySessionStore:
         """Append entries, skipping any whose ``uuid`` the transcript already holds."""
         clean = validate_key(key)
         batch = copy.deepcopy(validate_entries(entries))
+        try:  # hold only what a database could: JSON values
+            json.dumps(batch)
+        except (TypeError, ValueError) as exc:
+            raise InvalidEntryError(f"entries must be JSON values: {exc}") from None
         if not batch:
             return
         ident = (clean["project_key"], clean["session_id"], clean.get("subpath", _MAIN))
