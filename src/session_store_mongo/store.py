@@ -575,16 +575,17 @@ class MongoSessionStore:
         landed = False
         try:
             async with self._guard("append"):
-                doc = None
                 if fold is not None and reserved.get("summary_seq", 0) == start - 1:
                     summary = fold(_summary_of(reserved, key), key, [e for _, e in folded])
                     doc = await self._cas_summary(ident, reserved, summary, end, landing)
-                    landed = doc is not None  # landed and folded in one write: the common case
-                if not landed:
-                    doc = await self._sessions.find_one_and_update(
-                        ident, landing, return_document=ReturnDocument.AFTER
-                    )
-                    landed = True
+                    if doc is not None:  # landed and folded in one write: the common case
+                        landed = True
+                        await self._catch_up(key, ident, doc, fold)
+                        return
+                doc = await self._sessions.find_one_and_update(
+                    ident, landing, return_document=ReturnDocument.AFTER
+                )
+                landed = True
                 if fold is None or doc is None:
                     return
                 if folded and doc.get("summary_seq", 0) >= start:
