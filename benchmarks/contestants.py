@@ -90,20 +90,30 @@ class Contestant(ABC):
 
 
 class StoreContestant(Contestant):
-    """``MongoSessionStore`` on an injected client (PyMongo async or Motor)."""
+    """``MongoSessionStore`` on an injected client (PyMongo async or Motor).
 
-    def __init__(self, name: str, client: Any, database: str) -> None:
+    With ``subpath``, every key names a subagent transcript: appends skip the summary step,
+    which shows what the main transcript's third round trip (the summary write) costs.
+    """
+
+    def __init__(
+        self, name: str, client: Any, database: str, *, subpath: str | None = None
+    ) -> None:
         super().__init__(name, client, database)
         self.store = MongoSessionStore(client=client, database=database)
+        self.subpath = subpath
+
+    def _key(self, key: SessionKey) -> SessionKey:
+        return key if self.subpath is None else {**key, "subpath": self.subpath}
 
     async def setup(self) -> None:
         await self.store.connect()  # creates the indexes now rather than in the first append
 
     async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
-        await self.store.append(key, entries)
+        await self.store.append(self._key(key), entries)
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
-        return await self.store.load(key)
+        return await self.store.load(self._key(key))
 
     async def drop(self) -> None:
         await self.store.close()

@@ -114,9 +114,9 @@ class Plan:
             big_entries=80,
             big_batch=10,
             soak_sessions=3,
-            soak_appends=10,
+            soak_appends=5,
             soak_readers=1,
-            soak_seconds=5,
+            soak_seconds=3,
         )
 
     def describe(self) -> str:
@@ -376,6 +376,12 @@ async def run_benchmarks(url: str, plan: Plan) -> Results:
     contestants: list[Contestant] = [
         store,
         StoreContestant("store (motor)", motor_client, f"bench_motor_{run_id}"),
+        StoreContestant(
+            "store, subagent transcript (pymongo)",
+            client,
+            f"bench_sub_{run_id}",
+            subpath="subagents/agent-bench",
+        ),
         FloorContestant(FLOOR, client, f"bench_floor_{run_id}"),
         seed,
     ]

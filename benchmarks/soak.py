@@ -55,20 +55,27 @@ class SoakResult:
     complete: bool
 
 
-def _batch(session: str, first: int, size: int) -> list[SessionStoreEntry]:
-    batch: list[SessionStoreEntry] = []
+def transcript_batch(session_id: str, first: int, size: int) -> list[SessionStoreEntry]:
+    """Entries ``first .. first+size-1`` of a realistic transcript, each with its own uuid.
+
+    User entries carry ``lastPrompt``, a field the summary keeps the last of, so that a
+    lost or misordered fold shows in the summary (the fault tests use this too).
+    """
+    batch: list[Any] = []  # SessionStoreEntry cannot describe the opaque fields
     for n in range(first, first + size):
         role = "user" if n % 2 == 0 else "assistant"
-        text = f"step {n}: " + "refactor the session loader and keep the tests green " * 4
         entry: dict[str, Any] = {
             "type": role,
-            "uuid": f"{session}-{n:06d}",
-            "parentUuid": f"{session}-{n - 1:06d}" if n else None,
-            "sessionId": session,
-            "timestamp": f"2026-11-20T10:{n // 60 % 60:02d}:{n % 60:02d}.000Z",
-            "message": {"role": role, "content": text},
+            "uuid": f"{session_id}-{n:06d}",
+            "parentUuid": f"{session_id}-{n - 1:06d}" if n else None,
+            "sessionId": session_id,
+            "timestamp": f"2026-11-20T09:{n // 3600 % 60:02d}:{n // 60 % 60:02d}.{n % 1000:03d}Z",
+            "cwd": "/home/dev/acme-webapp",
+            "message": {"role": role, "content": f"message {n}: fix the login form on Safari"},
         }
-        batch.append(entry)  # type: ignore[arg-type]
+        if role == "user":
+            entry["lastPrompt"] = entry["message"]["content"]
+        batch.append(entry)
     return batch
 
 
@@ -123,7 +130,7 @@ async def run_soak(
         for _ in range(appends):
             if time.perf_counter() > deadline:
                 return
-            batch = _batch(session, written[session], rng.randint(1, 3))
+            batch = transcript_batch(session, written[session], rng.randint(1, 3))
             for attempt in range(_ATTEMPTS):
                 began = time.perf_counter()
                 try:

@@ -26,10 +26,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
-from urllib.parse import urlsplit
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
+
+from session_store_mongo.redact import redact_url
 
 SECANTUSDB_VERSION = "0.7.0b3"
 VENV_NAME = ".venv-secantus"
@@ -94,23 +95,6 @@ def _check_port_free(port: int) -> None:
             probe.bind(("127.0.0.1", port))
         except OSError as error:
             raise RuntimeError(f"port 127.0.0.1:{port} is in use: {error}") from error
-
-
-def redact_url(url: str) -> str:
-    """Hide the secrets of a MongoDB connection string: ``mongodb://user:***@host/...``.
-
-    Besides the password, the values of the options that can carry secrets
-    (``tlsCertificateKeyFilePassword``, ``authMechanismProperties``) become ``***``.
-    """
-    try:
-        netloc = urlsplit(url).netloc
-    except ValueError:  # malformed (e.g. an unclosed IPv6 bracket): show nothing after the scheme
-        return url.partition("://")[0] + "://***"
-    userinfo, at, hosts = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        user = userinfo.partition(":")[0]
-        url = url.replace(netloc, f"{user}:***@{hosts}", 1)
-    return _SECRET_OPTION.sub(r"\1***", url)
 
 
 class SecantusServer:

@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from benchmarks.soak import transcript_batch
 from devtools.secantus import SecantusServer
 from pymongo import AsyncMongoClient
 from pymongo.monitoring import (
@@ -105,26 +106,6 @@ async def fail_command(
 async def failpoint_off(admin: AsyncMongoClient[Any]) -> None:
     """Disarm the ``failCommand`` failpoint."""
     await admin.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
-
-
-def transcript_batch(session_id: str, first: int, size: int) -> list[SessionStoreEntry]:
-    """Entries ``first .. first+size-1`` of a realistic transcript, each with its own uuid."""
-    batch: list[SessionStoreEntry] = []
-    for n in range(first, first + size):
-        role = "user" if n % 2 == 0 else "assistant"
-        entry: dict[str, Any] = {
-            "type": role,
-            "uuid": f"{session_id}-{n:06d}",
-            "parentUuid": f"{session_id}-{n - 1:06d}" if n else None,
-            "sessionId": session_id,
-            "timestamp": f"2026-11-20T09:{n // 3600 % 60:02d}:{n // 60 % 60:02d}.{n % 1000:03d}Z",
-            "cwd": "/home/dev/acme-webapp",
-            "message": {"role": role, "content": f"message {n}: fix the login form on Safari"},
-        }
-        if role == "user":  # a field the summary keeps the last of, so a lost fold shows
-            entry["lastPrompt"] = entry["message"]["content"]
-        batch.append(entry)
-    return batch
 
 
 def assert_each_once_in_order(loaded: list[SessionStoreEntry] | None, uuids: Sequence[str]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import trustme
-from devtools.secantus import REPO_ROOT, SecantusServer, ensure_installed, redact_url
+from devtools.secantus import REPO_ROOT, SecantusServer, ensure_installed
 from pymongo import MongoClient
 
 live = pytest.mark.live
@@ -104,25 +104,3 @@ def test_tls_server_pings_with_client_options(secantusd: Path, tmp_path: Path) -
     tls_args = ["--tls-cert-file", str(cert_file), "--tls-key-file", str(key_file)]
     with SecantusServer(secantusd, extra_args=tls_args, client_options=tls) as server:
         assert ping(server.url, **tls) == 1.0
-
-
-@pytest.mark.parametrize(
-    ("url", "shown"),
-    [
-        ("mongodb://alice:s3cr%40t@db.example:27017/app?authSource=admin",
-         "mongodb://alice:***@db.example:27017/app?authSource=admin"),
-        ("mongodb+srv://bob:pw@cluster0.example.net/?retryWrites=true",
-         "mongodb+srv://bob:***@cluster0.example.net/?retryWrites=true"),
-        ("mongodb://carol@h1:1,h2:2/?authMechanism=MONGODB-X509",
-         "mongodb://carol@h1:1,h2:2/?authMechanism=MONGODB-X509"),
-        ("mongodb://127.0.0.1:27017/?directConnection=true",
-         "mongodb://127.0.0.1:27017/?directConnection=true"),
-        ("mongodb://dave:p:w@[::1", "mongodb://***"),
-        ("mongodb://h/?tls=true&tlsCertificateKeyFilePassword=pem-pw&appName=x",
-         "mongodb://h/?tls=true&tlsCertificateKeyFilePassword=***&appName=x"),
-        ("mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=AWS_SESSION_TOKEN:t",
-         "mongodb://h/?authMechanism=MONGODB-AWS&authMechanismProperties=***"),
-    ],
-)  # fmt: skip
-def test_redact_url_hides_password(url: str, shown: str) -> None:
-    assert redact_url(url) == shown

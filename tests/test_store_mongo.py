@@ -24,8 +24,9 @@ from session_store_protocol import (
     StoreClosedError,
     StoreRegistry,
     StoreUnavailableError,
+    SummariesUnavailableError,
 )
-from tests.conftest import REPO_ROOT, unique_name
+from tests.conftest import REPO_ROOT, StoreFactory, unique_name
 
 KEY: SessionKey = {"project_key": "proj", "session_id": "sess"}
 SUB: SessionKey = {"project_key": "proj", "session_id": "sess", "subpath": "subagents/agent-1"}
@@ -467,3 +468,18 @@ async def test_two_processes_append_to_one_session(mongo_url: str) -> None:
         assert summary["data"] == fold_session_summary(None, key, loaded)["data"]
         assert json.dumps(summary["data"])
         await store._client.drop_database(database)
+
+
+async def test_without_the_sdk_only_summaries_are_unavailable(
+    make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without claude-agent-sdk, appends and loads work; summaries name the extra to install."""
+    monkeypatch.setitem(sys.modules, "claude_agent_sdk", None)  # makes the import fail
+    store = make_store()
+    await store.append(KEY, _entries(2))
+    assert await store.load(KEY) == _entries(2)
+    with pytest.raises(SummariesUnavailableError, match=r"session-store-mongo\[summaries\]"):
+        await store.list_session_summaries("proj")
+    monkeypatch.undo()
+    [summary] = await store.list_session_summaries("proj")  # caught up once the SDK is back
+    assert summary["data"] == fold_session_summary(None, KEY, _entries(2))["data"]
