@@ -409,11 +409,11 @@ def write_plot(results: Results, path: Path) -> None:
     latency.grid(True, which="both", alpha=0.3)
     latency.legend()
     names = list(results.load_seconds)
-    bars = loads.bar(names, [median_ms(results.load_seconds[n]) for n in names])
+    wrapped = [n.replace(", ", ",\n").replace(" (", "\n(") for n in names]  # long names overlap
+    bars = loads.bar(wrapped, [median_ms(results.load_seconds[n]) for n in names])
     loads.bar_label(bars, fmt="%.0f ms")
     loads.set_ylabel("median load time (ms)")
     loads.set_title(f"Load of a {results.load_size:,}-entry session")
-    loads.tick_params(axis="x", labelrotation=15)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
