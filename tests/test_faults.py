@@ -47,17 +47,6 @@ live = pytest.mark.live
 _STEPS = {"reserve": ("findAndModify", 0), "insert": ("insert", 0), "summary": ("findAndModify", 1)}
 """Each append step: the command it sends, and how many of that command come before it."""
 
-STALE_SUMMARY = pytest.mark.xfail(
-    strict=True,
-    reason="known limit: a reservation that applied but whose writer got an error is unknown "
-    "to it, so the summary waits for the 120 s in-flight lease before folding past it",
-)
-MISCOUNTED = pytest.mark.xfail(
-    strict=True,
-    reason="known limit: the count/bytes of a reservation whose writer got an error although "
-    "it applied are not taken back (size() over-counts by that batch)",
-)
-
 
 @dataclass(frozen=True)
 class Fault:
@@ -69,8 +58,6 @@ class Fault:
     times: int = 1
     raises: bool = True
     """Whether the caller gets ``StoreUnavailableError`` (else the driver's retry succeeds)."""
-    marks: dict[str, pytest.MarkDecorator] = field(default_factory=dict)
-    """xfail marks per check (``summary``, ``size``) for faults the store does not survive."""
 
     async def arm(self, admin: AsyncMongoClient[Any], proxy: ReplyDropper) -> None:
         command, skip = _STEPS[self.step]
@@ -84,7 +71,6 @@ _CLOSE = {"closeConnection": True}
 _RETRYABLE = {"errorCode": 6}  # HostUnreachable: the driver retries the write once
 _FATAL = {"errorCode": 2}  # BadValue: not retryable, the caller sees it
 _WRITE_CONCERN = {"writeConcernError": {"code": 64, "errmsg": "waiting for replication timed out"}}
-_BOTH = {"summary": STALE_SUMMARY, "size": MISCOUNTED}
 
 FAULTS = {
     "reserve-dropped-once": Fault("reserve", _CLOSE, raises=False),
@@ -92,8 +78,8 @@ FAULTS = {
     "reserve-retryable-error": Fault("reserve", _RETRYABLE, raises=False),
     "reserve-error": Fault("reserve", _FATAL),
     "reserve-reply-lost-once": Fault("reserve", raises=False),
-    "reserve-reply-lost-twice": Fault("reserve", times=2, marks=_BOTH),
-    "reserve-write-concern-error": Fault("reserve", _WRITE_CONCERN, marks=_BOTH),
+    "reserve-reply-lost-twice": Fault("reserve", times=2),
+    "reserve-write-concern-error": Fault("reserve", _WRITE_CONCERN),
     "insert-dropped-once": Fault("insert", _CLOSE, raises=False),
     "insert-dropped-twice": Fault("insert", _CLOSE, times=2),
     "insert-retryable-error": Fault("insert", _RETRYABLE, raises=False),
@@ -109,13 +95,6 @@ FAULTS = {
     "summary-error": Fault("summary", _FATAL, raises=False),
     "summary-reply-lost-twice": Fault("summary", times=2, raises=False),
 }
-
-
-def _faults(check: str | None = None) -> list[Any]:
-    return [
-        pytest.param(name, id=name, marks=[fault.marks[check]] if check in fault.marks else [])
-        for name, fault in FAULTS.items()
-    ]
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +172,7 @@ def _key() -> SessionKey:
 
 
 @live
-@pytest.mark.parametrize("fault", _faults())
+@pytest.mark.parametrize("fault", list(FAULTS))
 async def test_faulted_append_is_stored_once_in_order(faulty: Faulty, fault: str) -> None:
     """A faulted append raises StoreUnavailableError or is retried; a re-append stores once."""
     key, uuids = await _provoke(faulty, fault)
@@ -201,7 +180,7 @@ async def test_faulted_append_is_stored_once_in_order(faulty: Faulty, fault: str
 
 
 @live
-@pytest.mark.parametrize("fault", _faults("summary"))
+@pytest.mark.parametrize("fault", list(FAULTS))
 async def test_summary_catches_up_after_fault(faulty: Faulty, fault: str) -> None:
     """After a faulted append and the next append, the summary is the fold of the transcript."""
     key, _ = await _provoke(faulty, fault)
@@ -212,7 +191,7 @@ async def test_summary_catches_up_after_fault(faulty: Faulty, fault: str) -> Non
 
 
 @live
-@pytest.mark.parametrize("fault", _faults("size"))
+@pytest.mark.parametrize("fault", list(FAULTS))
 async def test_size_counts_stored_entries_after_fault(faulty: Faulty, fault: str) -> None:
     """After a faulted append and its retry, size() counts the entries stored."""
     key, _ = await _provoke(faulty, fault)

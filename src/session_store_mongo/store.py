@@ -436,15 +436,33 @@ class MongoSessionStore:
         The transcript's document is created first, once, by a separate upsert that changes no
         counter: some servers answer two racing ``$inc`` upserts with no document after
         applying both, which would leave a reservation nobody knows about.
+
+        Each reservation signs the document with a fresh token. If the reply never arrives
+        (or carries a write-concern error) and the document still bears our token, the block
+        is ours and still the last one, so it is released instead of waiting for the lease.
         """
+        token = ObjectId()
         update = {
             "$inc": {
                 "seq": len(prepared),
                 "count": len(prepared),
                 "bytes": sum(p.size for p in prepared),
             },
+            "$set": {"reserved_by": token},
             "$currentDate": {"mtime": True},
         }
+        try:
+            return await self._reserve_signed(ident, update)
+        except StoreUnavailableError:
+            with contextlib.suppress(PyMongoError):
+                doc = await self._sessions.find_one(ident, {"seq": 1, "reserved_by": 1})
+                if doc is not None and doc.get("reserved_by") == token:
+                    await self._release(ident, prepared, int(doc["seq"]) - len(prepared) + 1)
+            raise
+
+    async def _reserve_signed(
+        self, ident: dict[str, str], update: dict[str, Any]
+    ) -> dict[str, Any]:
         async with self._guard("append"):
             for _ in range(3):
                 doc: dict[str, Any] | None = await self._sessions.find_one_and_update(
