@@ -180,6 +180,17 @@ async def test_faulted_append_is_stored_once_in_order(faulty: Faulty, fault: str
 
 
 @live
+async def test_write_concern_error_on_insert_is_logged(
+    faulty: Faulty, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Entries stored below the requested durability succeed, with a warning naming why."""
+    caplog.set_level(logging.WARNING, logger="session_store_mongo")
+    await _append_through(faulty, FAULTS["insert-write-concern-error"], _key())
+    [warning] = [r for r in caplog.records if "write concern" in r.getMessage()]
+    assert "waiting for replication timed out" in warning.getMessage()
+
+
+@live
 @pytest.mark.parametrize("fault", list(FAULTS))
 async def test_summary_catches_up_after_fault(faulty: Faulty, fault: str) -> None:
     """After a faulted append and the next append, the summary is the fold of the transcript."""

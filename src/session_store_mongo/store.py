@@ -526,6 +526,14 @@ class MongoSessionStore:
         A duplicate ``_id``, or a duplicate ``uuid`` held by a document with our ``_id``, is an
         insert of ours that landed before the driver retried it: stored, not skipped.
         """
+        for concern in exc.details.get("writeConcernErrors", []):
+            # The entries are on the primary; failing would make the SDK retry and duplicate
+            # entries without uuid. Say so loudly instead: durability is below what was asked.
+            log.warning(
+                "append on %s: entries stored, but write concern not satisfied: %s",
+                self._hosts,
+                concern.get("errmsg", concern),
+            )
         duplicates: dict[int, Any] = {}
         for error in exc.details.get("writeErrors", []):
             violated = _violated_index(error)
