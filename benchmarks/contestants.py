@@ -19,7 +19,6 @@ Usage::
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -28,6 +27,8 @@ from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 
 from session_store_mongo import MongoSessionStore
+from session_store_mongo.driver import maybe_await
+from session_store_mongo.store import key_fields
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 
 __all__ = [
@@ -36,27 +37,9 @@ __all__ = [
     "FloorContestant",
     "SeedContestant",
     "StoreContestant",
-    "ident",
-    "maybe_await",
 ]
 
 PREFILL_BATCH = 500
-
-
-async def maybe_await(value: Any) -> Any:
-    """Motor's ``close`` is synchronous where PyMongo async awaits; accept both."""
-    if inspect.isawaitable(value):
-        return await value
-    return value
-
-
-def ident(key: SessionKey) -> dict[str, str]:
-    """The key fields as the store writes them (``""`` is the main transcript)."""
-    return {
-        "project_key": key["project_key"],
-        "session_id": key["session_id"],
-        "subpath": key.get("subpath", ""),
-    }
 
 
 class Contestant(ABC):
@@ -145,7 +128,7 @@ class FloorContestant(Contestant):
         )
 
     async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
-        fields = ident(key)
+        fields = key_fields(key)
         counter = tuple(fields.values())
         start = self._seq.get(counter, 0)
         self._seq[counter] = start + len(entries)
@@ -156,7 +139,7 @@ class FloorContestant(Contestant):
         await self._entries.insert_many(documents, ordered=False)
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
-        cursor = self._entries.find(ident(key), {"_id": 0, "entry": 1}).sort("seq", ASCENDING)
+        cursor = self._entries.find(key_fields(key), {"_id": 0, "entry": 1}).sort("seq", ASCENDING)
         entries: list[SessionStoreEntry] = [document["entry"] async for document in cursor]
         return entries or None
 

@@ -156,53 +156,35 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator else float("inf")
 
 
+def _ratio_target(name: str, ratio: float, limit: float, *, at_least: bool = False) -> Target:
+    """A target on a measured ratio: at most ``limit`` (or at least, for speed-ups)."""
+    met = ratio >= limit if at_least else ratio <= limit
+    shown = f"{ratio:.1f}x" if at_least else f"{ratio:.2f}x"
+    return Target(name, shown, f"{'>=' if at_least else '<='} {limit:g}x", met)
+
+
 def targets(results: Results) -> list[Target]:
     """Compare each store's medians with the limits the design sets."""
     found: list[Target] = []
     first, last = results.sizes[0], results.sizes[-1]
     append = results.append_seconds
+    loads = results.load_seconds
     for store in _stores(results):
-        flat = _ratio(median_ms(append[store][last]), median_ms(append[store][first]))
-        found.append(
-            Target(
-                f"{store}: append at {last:,} / at {first:,}",
-                f"{flat:.2f}x",
-                "<= 1.3x",
-                flat <= 1.3,
-            )
-        )
+        at_last = median_ms(append[store][last])
+        flat = _ratio(at_last, median_ms(append[store][first]))
+        found.append(_ratio_target(f"{store}: append at {last:,} / at {first:,}", flat, 1.3))
         if FLOOR in append:
-            floor = _ratio(median_ms(append[store][last]), median_ms(append[FLOOR][last]))
-            found.append(
-                Target(
-                    f"{store}: append / floor insert_many at {last:,}",
-                    f"{floor:.2f}x",
-                    "<= 2.5x",
-                    floor <= 2.5,
-                )
-            )
+            floor = _ratio(at_last, median_ms(append[FLOOR][last]))
+            name = f"{store}: append / floor insert_many at {last:,}"
+            found.append(_ratio_target(name, floor, 2.5))
         if SEED in append:
-            speedup = _ratio(median_ms(append[SEED][last]), median_ms(append[store][last]))
-            found.append(
-                Target(
-                    f"{store}: speed-up over the seed design, append at {last:,}",
-                    f"{speedup:.1f}x",
-                    ">= 10x",
-                    speedup >= 10,
-                )
-            )
-        if FLOOR in results.load_seconds and store in results.load_seconds:
-            load = _ratio(
-                median_ms(results.load_seconds[store]), median_ms(results.load_seconds[FLOOR])
-            )
-            found.append(
-                Target(
-                    f"{store}: load {results.load_size:,} / floor find",
-                    f"{load:.2f}x",
-                    "<= 1.3x",
-                    load <= 1.3,
-                )
-            )
+            speedup = _ratio(median_ms(append[SEED][last]), at_last)
+            name = f"{store}: speed-up over the seed design, append at {last:,}"
+            found.append(_ratio_target(name, speedup, 10, at_least=True))
+        if FLOOR in loads and store in loads:
+            load = _ratio(median_ms(loads[store]), median_ms(loads[FLOOR]))
+            name = f"{store}: load {results.load_size:,} / floor find"
+            found.append(_ratio_target(name, load, 1.3))
     verdicts = [w.correct for w in results.writers] + [i.correct for i in results.imports]
     if results.soak is not None:
         verdicts.append(results.soak.complete)

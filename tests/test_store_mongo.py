@@ -15,7 +15,6 @@ from claude_agent_sdk import fold_session_summary
 from mongomock_motor import AsyncMongoMockClient
 from pymongo import AsyncMongoClient, monitoring
 
-import session_store_mongo.store as store_module
 from session_store_mongo import MongoSessionStore, mongo_session_store_builder
 from session_store_mongo.plugin import register_session_stores
 from session_store_protocol import (
@@ -133,7 +132,7 @@ async def test_summary_left_behind_is_caught_up(
     """Appends from a process without the SDK fold nothing; the next read catches up."""
     first = [{"type": "user", "uuid": "a", "customTitle": "one", "cwd": "/w"}]
     await live_store.append(KEY, first)
-    monkeypatch.setattr(store_module, "summaries_available", lambda: False)
+    monkeypatch.setitem(sys.modules, "claude_agent_sdk", None)  # a process without the SDK
     await live_store.append(KEY, [{"type": "user", "uuid": "b", "customTitle": "two"}])
     monkeypatch.undo()
     [summary] = await live_store.list_session_summaries("proj")

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import logging
 import re
@@ -64,7 +63,7 @@ from session_store_protocol.errors import (
     StoreClosedError,
     StoreUnavailableError,
 )
-from session_store_protocol.summaries import Fold, load_fold, summaries_available
+from session_store_protocol.summaries import Fold, load_fold, optional_fold
 from session_store_protocol.types import (
     SessionKey,
     SessionListSubkeysKey,
@@ -80,6 +79,7 @@ from session_store_protocol.validation import (
 )
 
 from .codec import decode_entry, encode_entry, entry_json
+from .driver import maybe_await, pymongo_client
 from .redact import hosts_of_url, password_of_url, redact_text
 
 if sys.version_info >= (3, 11):
@@ -87,7 +87,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     from typing_extensions import Self
 
-__all__ = ["DEFAULT_CLIENT_OPTIONS", "DEFAULT_DATABASE", "MongoSessionStore", "StoreStats"]
+__all__ = [
+    "DEFAULT_CLIENT_OPTIONS",
+    "DEFAULT_DATABASE",
+    "MongoSessionStore",
+    "StoreStats",
+    "key_fields",
+]
 
 log = logging.getLogger("session_store_mongo")
 
@@ -129,13 +135,6 @@ def _distribution_version() -> str:
         return version("session-store-mongo")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0"
-
-
-async def _maybe_await(value: Any) -> Any:
-    """Motor and PyMongo async differ on which calls return awaitables (aggregate, close)."""
-    if inspect.isawaitable(value):
-        return await value
-    return value
 
 
 def _ms(value: Any) -> int:
@@ -280,7 +279,7 @@ class MongoSessionStore:
             return
         self._closed = True
         if self._owns_client:
-            await _maybe_await(self._client.close())
+            await maybe_await(self._client.close())
 
     async def connect(self) -> None:
         """Check the server now (and create indexes unless disabled), instead of on first use.
@@ -368,7 +367,7 @@ class MongoSessionStore:
             return
         max_bson = await self._ready()
         prepared = [self._prepare(i, entry, max_bson) for i, entry in enumerate(batch)]
-        ident = _ident(clean)
+        ident = key_fields(clean)
         reserved = await self._reserve(ident, prepared)
         end = int(reserved["seq"])
         start = end - len(prepared) + 1
@@ -595,7 +594,7 @@ class MongoSessionStore:
         full refold, so no entry is ever silently missing from the summary.
         """
         end = start + len(prepared) - 1
-        fold = load_fold() if summaries_available() else None
+        fold = optional_fold()
         landing = _uncount(skipped)
         landing.setdefault("$inc", {})["landed"] = end - start + 1
         landed = False
@@ -741,7 +740,7 @@ class MongoSessionStore:
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
         """Return the transcript in append order, or ``None`` if nothing was ever stored."""
-        ident = _ident(validate_key(key))
+        ident = key_fields(validate_key(key))
         await self._ready()
         async with self._guard("load"):
             entries = await self._read_entries(ident)
@@ -780,7 +779,7 @@ class MongoSessionStore:
             docs = [doc async for doc in cursor]
             for doc in docs:
                 key: SessionKey = {"project_key": project, "session_id": doc["session_id"]}
-                ident = _ident(key)
+                ident = key_fields(key)
                 if doc.get("summary_seq", 0) < doc.get("seq", 0):
                     doc = await self._catch_up(key, ident, doc, fold)
                 summary = _summary_of(doc, key)
@@ -801,7 +800,7 @@ class MongoSessionStore:
 
     async def size(self, key: SessionKey) -> int:
         """Return how many entries the transcript holds (0 for an unknown key)."""
-        ident = _ident(validate_key(key))
+        ident = key_fields(validate_key(key))
         await self._ready()
         async with self._guard("size"):
             doc = await self._sessions.find_one(ident, {"count": 1})
@@ -853,7 +852,7 @@ class MongoSessionStore:
         cutoff = datetime.now(timezone.utc) - timedelta(seconds=seconds)
         await self._ready()
         async with self._guard("prune_inactive"):
-            cursor = await _maybe_await(
+            cursor = await maybe_await(
                 self._sessions.aggregate(
                     [
                         {
@@ -878,7 +877,7 @@ class MongoSessionStore:
         """Count sessions, transcripts, entries and bytes; list the largest sessions."""
         await self._ready()
         async with self._guard("stats"):
-            cursor = await _maybe_await(
+            cursor = await maybe_await(
                 self._sessions.aggregate(
                     [
                         {
@@ -914,7 +913,8 @@ _KEY_INDEX: Sequence[tuple[str, int]] = [
 ]
 
 
-def _ident(key: SessionKey) -> dict[str, str]:
+def key_fields(key: SessionKey) -> dict[str, str]:
+    """The key fields as every document stores them (``subpath`` ``""`` is the main transcript)."""
     return {
         "project_key": key["project_key"],
         "session_id": key["session_id"],
@@ -961,20 +961,10 @@ def _violated_index(error: Mapping[str, Any]) -> str:
     return "other"
 
 
-def _driver_client(client: Any) -> Any:
-    """The PyMongo client behind an injected one: Motor wraps it as ``delegate``.
-
-    Only Motor is unwrapped: on a PyMongo client any unknown attribute is a database.
-    """
-    if type(client).__module__.startswith("motor."):
-        return client.delegate
-    return client
-
-
 def _hosts_of_client(client: Any) -> str:
     """Describe an injected client's hosts for error messages (never its credentials)."""
     try:
-        seeds = _driver_client(client).topology_description.server_descriptions()
+        seeds = pymongo_client(client).topology_description.server_descriptions()
         return ",".join(f"{host}:{port}" for host, port in seeds) or "MongoDB"
     except Exception:  # mongomock and other stand-ins
         return type(client).__name__
@@ -982,7 +972,7 @@ def _hosts_of_client(client: Any) -> str:
 
 def _append_driver_info(client: Any) -> None:
     """Tell the server, in its logs, that this library talks through the injected client."""
-    append = getattr(_driver_client(client), "append_metadata", None)
+    append = getattr(pymongo_client(client), "append_metadata", None)
     if callable(append):
         try:
             append(DriverInfo("session-store-mongo", _distribution_version()))

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from .errors import InvalidEntryError
-from .summaries import load_fold
+from .summaries import load_fold, optional_fold
 from .types import (
     SessionKey,
     SessionListSubkeysKey,
@@ -92,11 +92,8 @@ class InMemorySessionStore:
         if transcript.folded == len(transcript.entries) and transcript.summary is not None:
             transcript.summary["mtime"] = transcript.mtime
             return
-        try:
-            fold = load_fold()
-        except ImportError:
-            if strict:
-                raise
+        fold = load_fold() if strict else optional_fold()
+        if fold is None:
             return
         summary = fold(transcript.summary, key, transcript.entries[transcript.folded :])
         summary["mtime"] = transcript.mtime

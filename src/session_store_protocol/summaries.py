@@ -15,7 +15,7 @@ from collections.abc import Callable
 from .errors import SummariesUnavailableError
 from .types import SessionKey, SessionStoreEntry, SessionSummaryEntry
 
-__all__ = ["INSTALL_HINT", "Fold", "load_fold", "summaries_available"]
+__all__ = ["INSTALL_HINT", "Fold", "load_fold", "optional_fold", "summaries_available"]
 
 INSTALL_HINT = "pip install 'session-store-mongo[summaries]'"
 
@@ -40,10 +40,14 @@ def load_fold() -> Fold:
     return fold_session_summary
 
 
+def optional_fold() -> Fold | None:
+    """Return the SDK's fold, or ``None`` where it is not installed (writers then skip it)."""
+    try:
+        return load_fold()
+    except SummariesUnavailableError:
+        return None
+
+
 def summaries_available() -> bool:
     """Tell whether the SDK's fold can be imported."""
-    try:
-        load_fold()
-    except SummariesUnavailableError:
-        return False
-    return True
+    return optional_fold() is not None
