@@ -9,8 +9,7 @@ The live tier needs a MongoDB-wire server: ``MONGO_URL`` (any MongoDB, or the Se
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,8 @@ from pymongo import AsyncMongoClient
 
 from session_store_mongo import MongoSessionStore
 from session_store_protocol import InMemorySessionStore, SessionStore
+from tests.support import IN_CI, MONGO_URL, StoreFactory, unique_name
 
-MONGO_URL = os.environ.get("MONGO_URL")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-StoreFactory = Callable[[], SessionStore]
 STORE_TIERS = [
     "memory",
     "mongo-mongomock",
@@ -55,11 +49,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             red=True,
             bold=True,
         )
-
-
-def unique_name(prefix: str = "t") -> str:
-    """A database or session name no other test uses."""
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from session_store_mongo import MongoSessionStore
 from session_store_mongo.cli import INSTALL_HINT, main
 from session_store_mongo.cli_app import app
 from session_store_mongo.cli_layout import compute_project_key
-from tests.conftest import FIXTURES, unique_name
+from tests.support import FIXTURES, unique_name
 
 T = TypeVar("T")
 

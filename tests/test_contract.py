@@ -6,7 +6,7 @@ import pytest
 from claude_agent_sdk.testing import run_session_store_conformance
 
 from session_store_protocol.testing import CONTRACT_CHECKS, Check
-from tests.conftest import StoreFactory
+from tests.support import StoreFactory
 
 
 @pytest.mark.parametrize("check", CONTRACT_CHECKS, ids=lambda check: check.__name__[6:])

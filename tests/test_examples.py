@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pymongo import AsyncMongoClient
 
-from tests.conftest import REPO_ROOT, unique_name
+from tests.support import REPO_ROOT, unique_name
 
 pytestmark = pytest.mark.live
 

@@ -31,7 +31,6 @@ from session_store_protocol.errors import (
     InvalidStoreOptionsError,
     StoreUnavailableError,
 )
-from tests.conftest import StoreFactory, unique_name
 from tests.servers import (
     FaultedCommands,
     ReplyDropper,
@@ -41,6 +40,7 @@ from tests.servers import (
     running_server,
     transcript_batch,
 )
+from tests.support import StoreFactory, unique_name
 
 live = pytest.mark.live
 

@@ -22,7 +22,7 @@ from pymongo import AsyncMongoClient
 from session_store_mongo import MongoSessionStore
 from session_store_protocol import SessionKey, SessionStoreEntry
 from session_store_protocol.errors import InvalidKeyError
-from tests.conftest import unique_name
+from tests.support import unique_name
 
 T = TypeVar("T")
 

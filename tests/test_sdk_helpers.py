@@ -26,7 +26,7 @@ from claude_agent_sdk import (
 )
 
 from session_store_protocol import SessionKey, SessionStore
-from tests.conftest import FIXTURES, StoreFactory
+from tests.support import FIXTURES, StoreFactory
 
 pytestmark = [
     pytest.mark.sdk,

@@ -25,7 +25,7 @@ from session_store_protocol import (
     StoreUnavailableError,
     SummariesUnavailableError,
 )
-from tests.conftest import REPO_ROOT, StoreFactory, unique_name
+from tests.support import REPO_ROOT, StoreFactory, unique_name
 
 KEY: SessionKey = {"project_key": "proj", "session_id": "sess"}
 SUB: SessionKey = {"project_key": "proj", "session_id": "sess", "subpath": "subagents/agent-1"}
