@@ -18,8 +18,8 @@ from typer.testing import CliRunner, Result
 
 from session_store_mongo import MongoSessionStore
 from session_store_mongo.cli import INSTALL_HINT, main
-from session_store_mongo.cli_app import app
-from session_store_mongo.cli_layout import compute_project_key
+from session_store_mongo.cli.app import app
+from session_store_mongo.cli.layout import compute_project_key
 from tests.support import FIXTURES, unique_name
 
 T = TypeVar("T")
@@ -430,7 +430,7 @@ def test_library_import_does_not_load_the_cli() -> None:
     """Importing the library never imports Typer, Rich or the CLI modules."""
     code = (
         "import sys, session_store_mongo, session_store_mongo.plugin\n"
-        "loaded = {'typer', 'rich', 'session_store_mongo.cli', 'session_store_mongo.cli_app'}\n"
+        "loaded = {'typer', 'rich', 'session_store_mongo.cli', 'session_store_mongo.cli.app'}\n"
         "print(sorted(loaded & set(sys.modules)))\n"
     )
     output = subprocess.run(

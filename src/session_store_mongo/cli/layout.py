@@ -2,7 +2,7 @@
 
 Usage::
 
-    from session_store_mongo.cli_layout import find_transcripts, read_entries, transcript_path
+    from session_store_mongo.cli.layout import find_transcripts, read_entries, transcript_path
 
     for transcript in find_transcripts(Path("~/.claude/projects").expanduser(), loose_project="p"):
         for line in read_entries(transcript.path):

@@ -10,8 +10,10 @@ Usage (install the extra first: ``pip install 'session-store-mongo[cli]'``)::
     session-store-mongo prune --older-than 90d --dry-run
     session-store-mongo --help                              # every command and option
 
-This module only checks that Typer and Rich are installed; the commands live in
-``session_store_mongo.cli_app``, so the library never imports them.
+This module only checks that Typer and Rich are installed; the package's other modules need them:
+``app`` (the commands and their global options), ``importer`` (transcripts into the store),
+``render`` (what ``list``, ``show``, ``stats`` and the rest print) and ``layout`` (Claude Code's
+files on disk). The library never imports this package.
 """
 
 from __future__ import annotations
@@ -31,10 +33,6 @@ def main() -> None:
     except ImportError:
         print(INSTALL_HINT, file=sys.stderr)
         raise SystemExit(2) from None
-    from .cli_app import app
+    from .app import app
 
     app(prog_name="session-store-mongo")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,130 @@
+"""Claude Code transcripts into a store, in batches, idempotently (``session-store-mongo import``).
+
+Usage::
+
+    from session_store_mongo.cli.importer import Importer
+
+    importer = Importer(store, batch_size=500, on_progress=advance, on_error=print)
+    for transcript in find_transcripts(path, loose_project="p"):
+        await importer.transcript(transcript)
+    importer.report          # sessions, transcripts, entries stored, duplicates skipped, errors
+
+A malformed line is reported as ``file:line`` and skipped; the rest of the file goes on. Importing
+the same files again stores nothing twice: the store skips entries whose ``uuid`` it holds, and
+the importer skips entries without ``uuid`` that the transcript already holds.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from session_store_protocol.errors import InvalidEntryError
+from session_store_protocol.types import SessionKey, SessionStoreEntry
+
+from ..store import MongoSessionStore
+from .layout import Transcript, read_entries
+
+__all__ = ["ImportReport", "Importer"]
+
+
+@dataclass
+class ImportReport:
+    """What an import did, for the summary table."""
+
+    sessions: set[tuple[str, str]] = field(default_factory=set)
+    transcripts: int = 0
+    stored: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+class Importer:
+    """Streams transcripts into the store in batches, reporting bad lines and duplicates."""
+
+    def __init__(
+        self,
+        store: MongoSessionStore,
+        *,
+        batch_size: int,
+        on_progress: Callable[[int], None],
+        on_error: Callable[[str], None],
+    ) -> None:
+        """Import into ``store``.
+
+        Args:
+            store: The open store.
+            batch_size: Entries per ``append``.
+            on_progress: Called with the bytes of each line read.
+            on_error: Called with each ``file:line: problem`` as it is found.
+        """
+        self._store = store
+        self._batch_size = batch_size
+        self._on_progress = on_progress
+        self._on_error = on_error
+        self.report = ImportReport()
+
+    def _error(self, message: str) -> None:
+        self.report.errors.append(message)
+        self._on_error(message)
+
+    async def _append(
+        self, transcript: Transcript, batch: list[SessionStoreEntry], lines: list[int]
+    ) -> int:
+        """Append one batch; return how many entries it offered (0 if the store refused it)."""
+        try:
+            await self._store.append(transcript.key, batch)
+        except InvalidEntryError as exc:
+            self._error(f"{transcript.path}:{lines[0]}-{lines[-1]}: batch refused: {exc}")
+            return 0
+        return len(batch)
+
+    async def _stored_without_uuid(self, key: SessionKey) -> Counter[str]:
+        """The entries without ``uuid`` already under ``key``, as canonical JSON, counted.
+
+        The store appends such entries on every call (the contract has no other identity for
+        them), so a re-import must skip the ones already there itself.
+        """
+        counts: Counter[str] = Counter()
+        for entry in await self._store.load(key) or []:
+            if entry.get("uuid") is None:
+                counts[_canonical(entry)] += 1
+        return counts
+
+    async def transcript(self, transcript: Transcript) -> None:
+        """Import one file; the store's count before and after tells duplicates apart."""
+        before = await self._store.size(transcript.key)
+        already = await self._stored_without_uuid(transcript.key) if before else Counter[str]()
+        offered = 0
+        batch: list[SessionStoreEntry] = []
+        lines: list[int] = []
+        try:
+            for line in read_entries(transcript.path):
+                self._on_progress(line.size)
+                if line.entry is None:
+                    self._error(f"{transcript.path}:{line.number}: {line.error}")
+                    continue
+                if line.entry.get("uuid") is None and already[_canonical(line.entry)] > 0:
+                    already[_canonical(line.entry)] -= 1
+                    offered += 1
+                    continue
+                batch.append(line.entry)
+                lines.append(line.number)
+                if len(batch) >= self._batch_size:
+                    offered += await self._append(transcript, batch, lines)
+                    batch, lines = [], []
+        except OSError as exc:
+            self._error(f"{transcript.path}: cannot read: {exc.strerror or exc}")
+        if batch:
+            offered += await self._append(transcript, batch, lines)
+        stored = await self._store.size(transcript.key) - before
+        self.report.transcripts += 1
+        self.report.sessions.add((transcript.key["project_key"], transcript.key["session_id"]))
+        self.report.stored += stored
+        self.report.skipped += max(offered - stored, 0)
+
+
+def _canonical(entry: SessionStoreEntry) -> str:
+    return json.dumps(entry, sort_keys=True, ensure_ascii=False)

@@ -1,0 +1,226 @@
+"""What the operator CLI prints: tables for list, stats, prune, kinds and import; transcripts.
+
+Usage::
+
+    from session_store_mongo.cli.render import sessions_table, transcript_grid
+
+    console.print(sessions_table(project, rows))
+    console.print(transcript_grid(entries))
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from session_store_protocol.registry import StoreRegistry
+from session_store_protocol.types import SessionListSubkeysKey, SessionStoreEntry
+
+from ..store import StoreStats
+from .importer import ImportReport
+
+__all__ = [
+    "human_bytes",
+    "import_summary",
+    "kinds_tables",
+    "local_time",
+    "pruned_table",
+    "sessions_table",
+    "stats_tables",
+    "title_of",
+    "transcript_grid",
+]
+
+_RESULT_CHARS = 200
+_ARGUMENT_CHARS = 60
+_TITLE_CHARS = 80
+_TITLE_FIELDS = ("custom_title", "ai_title", "summary_hint", "first_prompt")
+_METADATA_FIELDS = {
+    "type", "uuid", "parentUuid", "timestamp", "sessionId", "cwd", "version", "gitBranch",
+    "userType", "isSidechain",
+}  # fmt: skip
+_ROLE_STYLES = {"user": "bold cyan", "assistant": "bold green"}
+
+
+def local_time(epoch_ms: int) -> str:
+    """An epoch-milliseconds time as local ISO 8601, to the second."""
+    return datetime.fromtimestamp(epoch_ms / 1000).astimezone().isoformat(timespec="seconds")
+
+
+def human_bytes(count: int) -> str:
+    """A byte count in B, KiB, MiB, GiB or TiB."""
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{count} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _table(title: str, *headers: str) -> Table:
+    """A table whose cells fold rather than cut, so ids stay whole in a narrow terminal."""
+    table = Table(title=title)
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
+
+
+def _shorten(text: str, limit: int = _RESULT_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+# -- kinds, import, prune ----------------------------------------------------------------------
+
+
+def kinds_tables(registry: StoreRegistry) -> list[Table]:
+    """The kinds plugins offer, and a second table of plugins that failed to load, if any."""
+    table = _table("store kinds", "kind", "plugin", "distribution", "version")
+    for kind in registry.kinds():
+        plugin = registry.plugin_for(kind)
+        table.add_row(kind, plugin.name, plugin.distribution or "-", plugin.version or "-")
+    tables = [table]
+    failures = registry.failures()
+    if failures:
+        failed = _table("plugins that failed to load", "plugin", "distribution", "error")
+        for failure in failures:
+            failed.add_row(failure.name, failure.distribution or "-", failure.error, style="red")
+        tables.append(failed)
+    return tables
+
+
+def import_summary(report: ImportReport) -> Table:
+    """Sessions, transcripts, entries stored, duplicates skipped and errors of an import."""
+    table = _table("import summary", "", "count")
+    table.add_row("sessions", str(len(report.sessions)))
+    table.add_row("transcripts", str(report.transcripts))
+    table.add_row("entries stored", str(report.stored))
+    table.add_row("skipped duplicates", str(report.skipped))
+    table.add_row("errors", str(len(report.errors)), style="red" if report.errors else None)
+    return table
+
+
+def pruned_table(sessions: list[SessionListSubkeysKey], *, dry_run: bool) -> Table:
+    """The sessions a prune deleted (or would delete), sorted by project and id."""
+    verb = "would delete" if dry_run else "deleted"
+    table = _table(f"{verb} {len(sessions)} sessions", "project", "session")
+    for item in sorted(sessions, key=lambda s: (s["project_key"], s["session_id"])):
+        table.add_row(item["project_key"], item["session_id"])
+    return table
+
+
+# -- list and stats ----------------------------------------------------------------------------
+
+
+def title_of(summary: dict[str, Any]) -> str:
+    """A session's title from its summary: custom, AI-made, hint, or the first prompt."""
+    for name in _TITLE_FIELDS:
+        value = summary.get(name)
+        if isinstance(value, str) and value.strip():
+            return _shorten(value, _TITLE_CHARS)
+    return ""
+
+
+def sessions_table(project: str, rows: list[dict[str, Any]]) -> Table:
+    """The ``list`` table: session, last write, entries and title."""
+    table = _table(f"sessions of {project}", "session", "modified", "entries", "title")
+    for row in rows:
+        table.add_row(row["session_id"], row["modified"], str(row["entries"]), row["title"])
+    return table
+
+
+def stats_tables(database: str, totals: StoreStats) -> list[Table]:
+    """The totals of a store, and its largest sessions if it has any."""
+    summary = _table(f"store {database}", "", "total")
+    summary.add_row("sessions", str(totals.sessions))
+    summary.add_row("transcripts", str(totals.transcripts))
+    summary.add_row("entries", str(totals.entries))
+    summary.add_row("size", human_bytes(totals.bytes))
+    tables = [summary]
+    if totals.largest:
+        table = _table("largest sessions", "project", "session", "entries", "size", "modified")
+        for item in totals.largest:
+            table.add_row(
+                item["project_key"],
+                item["session_id"],
+                str(item["entries"]),
+                human_bytes(item["bytes"]),
+                local_time(item["mtime"]),
+            )
+        tables.append(table)
+    return tables
+
+
+# -- show --------------------------------------------------------------------------------------
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _argument_summary(arguments: Any) -> str:
+    if isinstance(arguments, dict):
+        parts = (
+            f"{name}={_shorten(_as_text(value), _ARGUMENT_CHARS)}"
+            for name, value in arguments.items()
+        )
+        return _shorten(", ".join(parts))
+    return _shorten(_as_text(arguments))
+
+
+def _result_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            block.get("text", f"[{block.get('type')}]") if isinstance(block, dict) else str(block)
+            for block in content
+        )
+    return _as_text(content)
+
+
+def _content_lines(content: Any) -> Iterator[str]:
+    """Readable lines of a message's content: text, tool calls and shortened tool results."""
+    if isinstance(content, str):
+        yield content
+        return
+    for block in content if isinstance(content, list) else [content]:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "text":
+            yield str(block.get("text", ""))
+        elif kind == "tool_use":
+            yield f"→ {block.get('name')}({_argument_summary(block.get('input'))})"
+        elif kind == "tool_result":
+            yield f"← {_shorten(_result_text(block.get('content')))}"
+        elif kind == "thinking":
+            yield f"(thinking) {_shorten(str(block.get('thinking', '')))}"
+        else:
+            yield f"[{kind or type(block).__name__}]"
+
+
+def _entry_row(entry: SessionStoreEntry) -> tuple[Text, Text]:
+    kind = entry.get("type", "?")
+    message: Any = entry.get("message")
+    if kind in ("user", "assistant") and isinstance(message, dict):
+        role = str(message.get("role", kind))
+        body = "\n".join(_content_lines(message.get("content")))
+    else:
+        role = kind
+        rest = {name: value for name, value in entry.items() if name not in _METADATA_FIELDS}
+        body = _shorten(json.dumps(rest, ensure_ascii=False))
+    return Text(role, style=_ROLE_STYLES.get(role, "dim")), Text(body)
+
+
+def transcript_grid(entries: Iterable[SessionStoreEntry]) -> Table:
+    """A transcript, one row per entry: role, then text, tool calls and shortened results."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column()
+    for entry in entries:
+        grid.add_row(*_entry_row(entry))
+    return grid
