@@ -24,17 +24,18 @@ from dataclasses import dataclass, field
 from .errors import InvalidEntryError
 from .summaries import load_fold, optional_fold
 from .types import (
+    MAIN_SUBPATH,
+    KeyParts,
     SessionKey,
     SessionListSubkeysKey,
     SessionStoreEntry,
     SessionStoreListEntry,
     SessionSummaryEntry,
+    key_parts,
 )
 from .validation import validate_entries, validate_key, validate_project_key, validate_session_key
 
 __all__ = ["InMemorySessionStore"]
-
-_MAIN = ""
 
 
 @dataclass
@@ -56,7 +57,7 @@ class InMemorySessionStore:
     """
 
     def __init__(self) -> None:
-        self._transcripts: dict[tuple[str, str, str], _Transcript] = {}
+        self._transcripts: dict[KeyParts, _Transcript] = {}
         self._last_mtime = 0
 
     def _now_ms(self) -> int:
@@ -74,7 +75,7 @@ class InMemorySessionStore:
             raise InvalidEntryError(f"entries must be JSON values: {exc}") from None
         if not batch:
             return
-        ident = (clean["project_key"], clean["session_id"], clean.get("subpath", _MAIN))
+        ident = key_parts(clean)
         transcript = self._transcripts.setdefault(ident, _Transcript())
         for entry in batch:
             uuid = entry.get("uuid")
@@ -84,7 +85,7 @@ class InMemorySessionStore:
                 transcript.uuids.add(uuid)
             transcript.entries.append(entry)
         transcript.mtime = self._now_ms()
-        if ident[2] == _MAIN:
+        if ident[2] == MAIN_SUBPATH:
             self._fold(transcript, clean, strict=False)
 
     def _fold(self, transcript: _Transcript, key: SessionKey, *, strict: bool) -> None:
@@ -103,7 +104,7 @@ class InMemorySessionStore:
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
         """Return a deep copy of the transcript, or ``None`` if it was never written."""
         clean = validate_key(key)
-        ident = (clean["project_key"], clean["session_id"], clean.get("subpath", _MAIN))
+        ident = key_parts(clean)
         transcript = self._transcripts.get(ident)
         return None if transcript is None else copy.deepcopy(transcript.entries)
 
@@ -113,7 +114,7 @@ class InMemorySessionStore:
         return [
             {"session_id": session_id, "mtime": transcript.mtime}
             for (pk, session_id, subpath), transcript in self._transcripts.items()
-            if pk == project and subpath == _MAIN
+            if pk == project and subpath == MAIN_SUBPATH
         ]
 
     async def list_session_summaries(self, project_key: str) -> list[SessionSummaryEntry]:
@@ -121,7 +122,7 @@ class InMemorySessionStore:
         project = validate_project_key(project_key)
         summaries: list[SessionSummaryEntry] = []
         for (pk, session_id, subpath), transcript in self._transcripts.items():
-            if pk != project or subpath != _MAIN:
+            if pk != project or subpath != MAIN_SUBPATH:
                 continue
             self._fold(transcript, {"project_key": pk, "session_id": session_id}, strict=True)
             assert transcript.summary is not None  # _fold(strict=True) sets it or raises

@@ -22,6 +22,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     from typing_extensions import NotRequired, Required
 
 __all__ = [
+    "MAIN_SUBPATH",
+    "KeyParts",
     "SessionKey",
     "SessionListSubkeysKey",
     "SessionStore",
@@ -29,6 +31,7 @@ __all__ = [
     "SessionStoreListEntry",
     "SessionSummaryEntry",
     "StoreConfig",
+    "key_parts",
 ]
 
 
@@ -39,6 +42,18 @@ class SessionKey(TypedDict):
     session_id: str
     subpath: NotRequired[str]
     """Absent for the main transcript; ``""`` is invalid. E.g. ``subagents/agent-<id>``."""
+
+
+MAIN_SUBPATH = ""
+"""The ``subpath`` under which stores file the main transcript (whose key has none)."""
+
+KeyParts = tuple[str, str, str]
+"""A transcript's ``(project_key, session_id, subpath)``, ``MAIN_SUBPATH`` for the main one."""
+
+
+def key_parts(key: SessionKey) -> KeyParts:
+    """Return the transcript's ``(project_key, session_id, subpath)``, as every store files it."""
+    return (key["project_key"], key["session_id"], key.get("subpath", MAIN_SUBPATH))
 
 
 class SessionStoreEntry(TypedDict, total=False):
