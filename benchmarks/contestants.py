@@ -28,7 +28,7 @@ from pymongo import ASCENDING, IndexModel
 
 from session_store_mongo import MongoSessionStore
 from session_store_mongo.driver import maybe_await
-from session_store_mongo.store import key_fields
+from session_store_mongo.layout import key_fields
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 
 __all__ = [

@@ -30,7 +30,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from session_store_mongo import MongoSessionStore
-from session_store_mongo.redact import hosts_of_url
+from session_store_mongo.client import hosts_in_url
 from session_store_protocol import SessionKey, SessionStoreEntry
 from session_store_protocol.errors import SessionStoreError
 
@@ -109,7 +109,7 @@ async def run_soak(
     Raises:
         ValueError: ``url`` names a host other than this machine.
     """
-    hosts = hosts_of_url(url).split(",")
+    hosts = hosts_in_url(url).split(",")
     if not all(host.rsplit(":", 1)[0] in _LOOPBACK for host in hosts):
         raise ValueError(f"the soak runs against loopback servers only, not {hosts}")
     database = f"soak_{uuid.uuid4().hex[:12]}"

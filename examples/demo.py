@@ -26,7 +26,7 @@ from typing import Any, cast
 
 from pymongo import AsyncMongoClient
 
-from session_store_mongo.redact import hosts_of_url
+from session_store_mongo.client import hosts_in_url
 from session_store_protocol import (
     SessionKey,
     SessionStore,
@@ -230,7 +230,7 @@ def discover(database: str) -> None:
 def demo(url: str, database: str) -> None:
     session_id = str(uuid.uuid4())
     script = str(Path(__file__).resolve())
-    print(f"session-store-mongo demo: MongoDB at {hosts_of_url(url)}, database {database}\n")
+    print(f"session-store-mongo demo: MongoDB at {hosts_in_url(url)}, database {database}\n")
 
     print('Step 1. A harness resolves the wire config {"kind": "mongo"} through plugin discovery')
     discover(database)
@@ -247,7 +247,7 @@ def demo(url: str, database: str) -> None:
 
     collections = asyncio.run(collections_of(url, database))
     print(
-        f"\nDone. The data lives on {hosts_of_url(url)}, database {database!r}, "
+        f"\nDone. The data lives on {hosts_in_url(url)}, database {database!r}, "
         f"collections {', '.join(collections)}."
     )
     print(

@@ -46,7 +46,7 @@ async def run(tenants: Sequence[str]) -> None:
     try:
         stores = {tenant: registry.build(wire_config(tenant)) for tenant in tenants}
         clients = {
-            id(store._client) for store in stores.values() if isinstance(store, MongoSessionStore)
+            id(store.client) for store in stores.values() if isinstance(store, MongoSessionStore)
         }
         print(f"{len(stores)} tenant stores, {len(clients)} shared MongoDB client")
 

@@ -9,6 +9,7 @@ hits one step of an append, in the order the store takes them: ``reserve`` (the 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -21,7 +22,6 @@ from claude_agent_sdk import fold_session_summary
 from devtools.secantus import SecantusServer, free_port
 from pymongo import AsyncMongoClient
 
-import session_store_mongo.store as store_module
 from session_store_mongo import MongoSessionStore, mongo_session_store_builder
 from session_store_protocol import SessionKey, SessionStoreEntry, StoreRegistry
 from session_store_protocol.errors import (
@@ -212,16 +212,20 @@ async def test_size_counts_stored_entries_after_fault(faulty: Faulty, fault: str
 
 
 @live
-async def test_summary_left_behind_is_caught_up_after_lease(
-    faulty: Faulty, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_summary_left_behind_is_caught_up_after_lease(faulty: Faulty) -> None:
     """A summary left behind by a failed insert is caught up once the in-flight lease ends."""
-    monkeypatch.setattr(store_module, "_IN_FLIGHT_LEASE_MS", 0)
-    key = _key()
-    await _append_through(faulty, FAULTS["insert-error"], key)
-    loaded = await faulty.store.load(key)
-    assert loaded is not None
-    [summary] = await faulty.store.list_session_summaries(key["project_key"])
+    async with MongoSessionStore(
+        url=faulty.proxy.url,
+        database=faulty.store.database,
+        client_options={"serverSelectionTimeoutMS": 5000, "event_listeners": [faulty.faulted]},
+        summary_lease_ms=0,
+    ) as store:
+        leased = dataclasses.replace(faulty, store=store)
+        key = _key()
+        await _append_through(leased, FAULTS["insert-error"], key)
+        loaded = await store.load(key)
+        assert loaded is not None
+        [summary] = await store.list_session_summaries(key["project_key"])
     assert summary["data"] == fold_session_summary(None, key, loaded)["data"]
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from session_store_mongo.redact import hosts_of_url, password_of_url, redact_text, redact_url
+from session_store_mongo.client import hosts_in_url
+from session_store_mongo.redact import password_of_url, redact_text, redact_url
 
 
 @pytest.mark.parametrize(
@@ -34,7 +35,7 @@ def test_password_and_hosts_are_extracted() -> None:
     """The password is found (decoded) for scrubbing; hosts come without credentials."""
     url = "mongodb://app:s3cr%40t@db1:1,db2:2/app?tls=true"
     assert password_of_url(url) == "s3cr@t"
-    assert hosts_of_url(url) == "db1:1,db2:2"
+    assert hosts_in_url(url) == "db1:1,db2:2"
     assert password_of_url("mongodb://db1/") is None
 
 

@@ -15,7 +15,6 @@ import pytest
 from claude_agent_sdk import fold_session_summary
 from devtools.secantus import SecantusServer
 
-import session_store_mongo.store as store_module
 from session_store_mongo import MongoSessionStore
 from session_store_protocol import SessionKey
 from session_store_protocol.errors import StoreUnavailableError
@@ -41,7 +40,7 @@ def durable_server(secantusd: Path, tmp_path: Path) -> Iterator[SecantusServer]:
 
 
 async def test_sigkill_mid_stream_loses_no_acknowledged_append(
-    durable_server: SecantusServer, monkeypatch: pytest.MonkeyPatch
+    durable_server: SecantusServer,
 ) -> None:
     """After SIGKILL and restart, acknowledged entries are stored once, in order, summarized."""
     store = MongoSessionStore(
@@ -83,9 +82,11 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_append(
     assert stored == [uuid for uuid in attempted if uuid in set(stored)], "order not kept"
     for number in acknowledged:
         assert {entry["uuid"] for entry in batches[number]} <= set(stored)
+    await store.close()
     # A batch whose reservation landed before the kill leaves its block unreported; the
     # summary catches it up once the in-flight lease ends (shortened here: see test_faults).
-    monkeypatch.setattr(store_module, "_IN_FLIGHT_LEASE_MS", 0)
-    [summary] = await store.list_session_summaries("restart")
+    async with MongoSessionStore(
+        url=durable_server.url, database="restart", summary_lease_ms=0
+    ) as reader:
+        [summary] = await reader.list_session_summaries("restart")
     assert summary["data"] == fold_session_summary(None, key, loaded)["data"]
-    await store.close()

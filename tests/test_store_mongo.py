@@ -14,12 +14,15 @@ import pytest
 from claude_agent_sdk import fold_session_summary
 from mongomock_motor import AsyncMongoMockClient
 from pymongo import AsyncMongoClient, monitoring
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from session_store_mongo import MongoSessionStore, mongo_session_store_builder
 from session_store_mongo.plugin import register_session_stores
 from session_store_protocol import (
     InvalidStoreOptionsError,
     SessionKey,
+    StoreAuthenticationError,
     StoreClosedError,
     StoreRegistry,
     StoreUnavailableError,
@@ -62,7 +65,7 @@ async def counted(mongo_url: str) -> AsyncIterator[tuple[MongoSessionStore, _Com
     )
     await store.connect()
     yield store, listener
-    await store._client.drop_database(database)
+    await store.client.drop_database(database)
     await store.close()
 
 
@@ -274,6 +277,56 @@ async def test_create_indexes_false_leaves_indexes_to_the_operator(
         await store.close()
 
 
+async def _index_names(client: Any, database: str) -> set[str]:
+    return {i["name"] async for i in await client[database].entries.list_indexes()}
+
+
+@pytest.mark.live
+async def test_indexes_are_remembered_per_client_identity(mongo_url: str) -> None:
+    """Index creation is remembered per client object, and only once it really happened.
+
+    PyMongo clients to the same hosts compare equal, so a cache keyed by equality would skip
+    the second client; and a store with ``create_indexes=False`` must not mark them created.
+    """
+    database = unique_name("idx")
+    first: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url)
+    second: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url)
+    try:
+        await MongoSessionStore(client=first, database=database, create_indexes=False).append(
+            SUB, _entries(1)
+        )
+        assert await _index_names(first, database) == {"_id_"}
+        await MongoSessionStore(client=first, database=database).append(SUB, _entries(1))
+        assert {"entry_seq", "entry_dedupe"} <= await _index_names(first, database)
+        await first.drop_database(database)
+        assert first == second  # equal by topology, yet a client of its own
+        await MongoSessionStore(client=second, database=database).append(SUB, _entries(1))
+        assert {"entry_seq", "entry_dedupe"} <= await _index_names(second, database)
+    finally:
+        await first.drop_database(database)
+        await first.close()
+        await second.close()
+
+
+async def test_builder_stores_scrub_the_password_from_driver_errors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store built by the builder scrubs the URL's password from any driver message."""
+
+    async def echoing(*args: Any, **kwargs: Any) -> None:
+        raise OperationFailure("authentication failed for pw-SECRET-2", code=18)
+
+    monkeypatch.setattr(AsyncDatabase, "command", echoing)
+    builder = mongo_session_store_builder({"url": "mongodb://app:pw-SECRET-2@127.0.0.1:9/"})
+    try:
+        with pytest.raises(StoreAuthenticationError) as caught:
+            await builder(None).connect()
+        assert "127.0.0.1:9" in str(caught.value)
+        assert "pw-SECRET-2" not in str(caught.value)
+    finally:
+        await builder.aclose()
+
+
 def test_constructor_needs_exactly_one_connection_source() -> None:
     """Neither or both of ``client`` and ``url`` is a clear options error."""
     with pytest.raises(InvalidStoreOptionsError):
@@ -320,7 +373,7 @@ def test_builder_shares_one_client_across_stores() -> None:
     """A thousand stores built by one builder use one client: one connection pool."""
     builder = mongo_session_store_builder({"url": "mongodb://127.0.0.1:9/"})
     stores = [builder({"database": f"tenant_{i % 7}"}) for i in range(1000)]
-    assert len({id(store._client) for store in stores}) == 1
+    assert len({id(store.client) for store in stores}) == 1
     assert {store.database for store in stores} == {f"tenant_{i}" for i in range(7)}
 
 
@@ -466,7 +519,7 @@ async def test_two_processes_append_to_one_session(mongo_url: str) -> None:
         [summary] = await store.list_session_summaries("proj")
         assert summary["data"] == fold_session_summary(None, key, loaded)["data"]
         assert json.dumps(summary["data"])
-        await store._client.drop_database(database)
+        await store.client.drop_database(database)
 
 
 async def test_without_the_sdk_only_summaries_are_unavailable(

@@ -27,6 +27,7 @@ from typing import Any
 
 from session_store_protocol.errors import InvalidStoreOptionsError
 
+from .client import Connection
 from .store import DEFAULT_DATABASE, MongoSessionStore
 
 __all__ = [
@@ -129,7 +130,7 @@ class MongoStoreBuilder:
         self._client: Any = settings.pop("client", None)
         self._client_options: Mapping[str, Any] = settings.pop("client_options", None) or {}
         self._store_options = settings
-        self._owner: MongoSessionStore | None = None
+        self._connection: Connection | None = None
 
     def _check_allowed(self, database: str) -> None:
         if self._allowed_databases is None and self._allowed_prefix is None:
@@ -142,20 +143,19 @@ class MongoStoreBuilder:
             f"database {database!r} is not allowed by this server's configuration"
         )
 
-    def _shared_client(self) -> Any:
-        if self._client is not None:
-            return self._client
-        if self._url is None:
-            raise InvalidStoreOptionsError(
-                "no MongoDB URL configured for store kind 'mongo': set MONGO_URL, or register "
-                "mongo_session_store_builder({'url': ...}) in the harness"
-            )
-        # The first store owns the client on the builder's behalf; aclose() closes it.
-        self._owner = MongoSessionStore(
-            url=self._url, client_options=self._client_options, database=self._database
-        )
-        self._client = self._owner._client
-        return self._client
+    def _shared_connection(self) -> Connection:
+        """The connection every store shares: created on the first build, closed by aclose()."""
+        if self._connection is None:
+            if self._client is not None:
+                self._connection = Connection.of_client(self._client)
+            elif self._url is not None:
+                self._connection = Connection.from_url(self._url, self._client_options)
+            else:
+                raise InvalidStoreOptionsError(
+                    "no MongoDB URL configured for store kind 'mongo': set MONGO_URL, or "
+                    "register mongo_session_store_builder({'url': ...}) in the harness"
+                )
+        return self._connection
 
     def __call__(self, options: Mapping[str, Any] | None = None) -> MongoSessionStore:
         """Build a store for the wire ``options`` on the shared client.
@@ -178,18 +178,17 @@ class MongoStoreBuilder:
             self._check_allowed(database)
         prefix = _validate_prefix(wire.get("collection_prefix", self._collection_prefix))
         return MongoSessionStore(
-            client=self._shared_client(),
+            connection=self._shared_connection(),
             database=database,
             collection_prefix=prefix,
             **self._store_options,
         )
 
     async def aclose(self) -> None:
-        """Close the shared client if this builder created it."""
-        if self._owner is not None:
-            await self._owner.close()
-            self._owner = None
-            self._client = None
+        """Close the shared client if this builder created it (an injected one stays open)."""
+        if self._connection is not None:
+            await self._connection.aclose()
+            self._connection = None
 
 
 def _names(value: object) -> Collection[str]:

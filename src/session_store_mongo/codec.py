@@ -16,16 +16,33 @@ flagged entries pay for decoding:
   becomes ``%24``;
 - an integer outside 64 bits becomes ``{"%int": "<decimal digits>"}``; no escaped key can start
   with ``%i``, so the marker cannot collide with data.
+
+Before an append, ``prepare_entry`` encodes each entry of the batch once, measures it, and splits
+an entry larger than one document into chunks (``entry_json`` bytes, 8 MB each); the entry's own
+document then holds only its ``type``, ``uuid`` and ``timestamp``, and load reassembles it.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
-from session_store_protocol.errors import InvalidEntryError
+import bson
+from bson import ObjectId
 
-__all__ = ["decode_entry", "encode_entry", "entry_json"]
+from session_store_protocol.errors import EntryTooLargeError, InvalidEntryError
+from session_store_protocol.types import SessionStoreEntry
+
+__all__ = [
+    "PreparedEntry",
+    "decode_entry",
+    "encode_entry",
+    "entry_json",
+    "epoch_ms",
+    "prepare_entry",
+]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _BIG_INT = "%int"
@@ -105,9 +122,70 @@ def decode_entry(stored: dict[str, Any], escaped: bool) -> dict[str, Any]:
     return decoded
 
 
+def epoch_ms(value: Any) -> int:
+    """A stored time (a BSON datetime, naive means UTC) in epoch milliseconds; 0 if absent."""
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return int(value.timestamp() * 1000)
+    return int(value or 0)
+
+
 def entry_json(entry: dict[str, Any]) -> bytes:
     """Serialize an entry compactly for chunked storage (integers of any size survive)."""
     try:
         return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
     except (TypeError, ValueError) as exc:
         raise InvalidEntryError(f"entry is not JSON-serializable: {exc}") from exc
+
+
+_DOC_SLACK = 16 * 1024
+"""Room left under the server's document limit for the key fields around an entry."""
+_CHUNK_BYTES = 8 * 1024 * 1024
+
+
+@dataclass
+class PreparedEntry:
+    """One validated entry of a batch, encoded and ready to insert."""
+
+    index: int
+    """Its position in the batch; its ``seq`` is the block's start plus this."""
+    entry: SessionStoreEntry
+    stored: dict[str, Any]
+    """What the entry's document holds under ``entry`` (a stub when ``chunks`` is set)."""
+    escaped: bool
+    dedupe: Any
+    """The entry's ``uuid``, or a fresh ObjectId when it has none."""
+    size: int
+    """The entry's BSON size, counted in the transcript's ``bytes``."""
+    chunks: list[bytes] | None
+
+
+def prepare_entry(
+    index: int, entry: SessionStoreEntry, max_bson: int, max_entry_bytes: int | None
+) -> PreparedEntry:
+    """Encode entry ``index`` of a batch; chunk it if it would not fit one document.
+
+    Raises:
+        InvalidEntryError: The entry holds a value JSON cannot (the error names the entry).
+        EntryTooLargeError: The entry is larger than ``max_entry_bytes``.
+    """
+    uuid = entry.get("uuid")
+    where = f"entry {index}" + (f" (uuid {uuid!r})" if uuid is not None else "")
+    stored, escaped = encode_entry(dict(entry), where)
+    size = len(bson.encode({"entry": stored}))
+    if max_entry_bytes is not None and size > max_entry_bytes:
+        raise EntryTooLargeError(
+            f"{where} is {size} bytes, above max_entry_bytes={max_entry_bytes}; "
+            "nothing of the batch was stored"
+        )
+    chunks = None
+    if size > max_bson - _DOC_SLACK:
+        raw = entry_json(dict(entry))
+        chunks = [raw[i : i + _CHUNK_BYTES] for i in range(0, len(raw), _CHUNK_BYTES)]
+        # What operators see of it in the entries collection; load reassembles the chunks.
+        visible = {k: v for k, v in entry.items() if k in ("type", "uuid", "timestamp")}
+        stored, escaped = encode_entry(visible, where)
+    return PreparedEntry(
+        index, entry, stored, escaped, uuid if uuid is not None else ObjectId(), size, chunks
+    )

@@ -2,10 +2,10 @@
 
 Usage::
 
-    from session_store_mongo.redact import redact_url, hosts_of_url
+    from session_store_mongo.redact import password_of_url, redact_text, redact_url
 
     redact_url("mongodb://app:s3cret@db1,db2/?tls=true")   # 'mongodb://app:***@db1,db2/?tls=true'
-    hosts_of_url("mongodb://app:s3cret@db1,db2/?tls=true")  # 'db1,db2'
+    redact_text(driver_message, [password_of_url(url)])    # the password scrubbed anywhere
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import unquote
 
-__all__ = ["hosts_of_url", "password_of_url", "redact_text", "redact_url"]
+__all__ = ["password_of_url", "redact_text", "redact_url"]
 
 _CREDENTIALS = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@", re.I
@@ -45,10 +45,3 @@ def password_of_url(url: str) -> str | None:
     """Return the URL's password (decoded), so that it can be scrubbed from driver messages."""
     match = _CREDENTIALS.search(url)
     return unquote(match["pw"]) if match and match["pw"] else None
-
-
-def hosts_of_url(url: str) -> str:
-    """Return the host list of a MongoDB URL, without scheme, credentials or options."""
-    rest = url.split("://", 1)[-1]
-    rest = rest.rsplit("@", 1)[-1]
-    return re.split(r"[/?]", rest, maxsplit=1)[0] or "localhost"

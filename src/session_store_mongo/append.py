@@ -1,0 +1,350 @@
+"""Appending a batch, top to bottom: validate, reserve, insert, settle.
+
+Usage (``MongoSessionStore.append`` does this)::
+
+    from session_store_mongo.append import Appender
+
+    appender = Appender(collections, connection, summaries, max_entry_bytes=None)
+    await appender.append(key, entries, ready=store_ready)  # returns the BSON size limit
+
+1. **Validate** the key and every entry, and encode the batch: nothing is written if anything
+   is wrong.
+2. **Reserve** a block of sequence numbers with one atomic ``$inc`` on the transcript's
+   ``sessions`` document (``Block.reserve``). The order of reservations on the server is the
+   order of the transcript.
+3. **Insert** the entries with one unordered ``insert_many`` (``Block.insert``): an entry whose
+   ``uuid`` is stored already is skipped; any other failure releases the block and raises.
+4. **Settle**: report the block landed and, for a main transcript, fold the fresh entries into
+   the summary (``Summaries.settle``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import bson
+from bson import ObjectId
+from pymongo import DESCENDING, ReturnDocument
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+
+from session_store_protocol.errors import StoreUnavailableError
+from session_store_protocol.types import MAIN_SUBPATH, SessionKey, SessionStoreEntry
+from session_store_protocol.validation import validate_entries, validate_key
+
+from .client import Connection
+from .codec import PreparedEntry, prepare_entry
+from .layout import Collections, key_fields
+from .summary import Summaries
+
+__all__ = ["Appender", "Block"]
+
+log = logging.getLogger("session_store_mongo")
+
+_RESERVE_ATTEMPTS = 3
+
+
+class Appender:
+    """Appends batches to one store's collections."""
+
+    def __init__(
+        self,
+        collections: Collections,
+        connection: Connection,
+        summaries: Summaries,
+        *,
+        max_entry_bytes: int | None,
+    ) -> None:
+        self._collections = collections
+        self._connection = connection
+        self._summaries = summaries
+        self._max_entry_bytes = max_entry_bytes
+
+    async def append(
+        self,
+        key: SessionKey,
+        entries: list[SessionStoreEntry],
+        *,
+        ready: Callable[[], Awaitable[int]],
+    ) -> None:
+        """Append ``entries`` in order, skipping those whose ``uuid`` the transcript holds.
+
+        ``ready`` prepares the store for writing and returns the server's document size limit.
+        Driver errors propagate raw; the store translates them.
+
+        Raises:
+            InvalidKeyError: Malformed key; nothing written.
+            InvalidEntryError: Malformed batch, or an entry over ``max_entry_bytes``.
+            StoreUnavailableError: The sequence counter was behind its entries (repaired).
+        """
+        clean = validate_key(key)
+        batch = validate_entries(entries)
+        if not batch:
+            return
+        max_bson = await ready()
+        prepared = [
+            prepare_entry(index, entry, max_bson, self._max_entry_bytes)
+            for index, entry in enumerate(batch)
+        ]
+        block = await Block.reserve(
+            self._collections, self._connection, key_fields(clean), prepared
+        )
+        try:
+            stored = await block.insert()
+        except Exception:
+            await block.release()
+            raise
+        if block.ident["subpath"] == MAIN_SUBPATH:
+            if not await self._summaries.settle(clean, block, [p.entry for p in stored]):
+                await block.release()
+        elif block.skipped:
+            # Best effort like the summary: the entries are stored, only the count is at stake.
+            with contextlib.suppress(PyMongoError):
+                await self._collections.sessions.update_one(block.ident, _uncount(block.skipped))
+
+
+@dataclass
+class Block:
+    """The sequence numbers ``start..end`` reserved for one batch, and what became of them."""
+
+    collections: Collections
+    connection: Connection
+    ident: dict[str, str]
+    """The transcript's key fields."""
+    entries: list[PreparedEntry]
+    """The batch; entry ``i`` goes to ``seq`` ``start + i``."""
+    token: ObjectId
+    """The reservation's signature on the session document."""
+    session: dict[str, Any]
+    """The session document as the reservation left it."""
+    skipped: list[PreparedEntry] = field(default_factory=list)
+    """Entries not stored because their ``uuid`` was (set by ``insert``)."""
+
+    @property
+    def end(self) -> int:
+        """The block's last sequence number: the counter right after the reservation."""
+        return int(self.session["seq"])
+
+    @property
+    def start(self) -> int:
+        """The block's first sequence number."""
+        return self.end - len(self.entries) + 1
+
+    @classmethod
+    async def reserve(
+        cls,
+        collections: Collections,
+        connection: Connection,
+        ident: dict[str, str],
+        entries: list[PreparedEntry],
+    ) -> Block:
+        """Reserve ``len(entries)`` sequence numbers with one atomic ``$inc``.
+
+        The transcript's document is created first, once, by a separate upsert that changes no
+        counter: some servers answer two racing ``$inc`` upserts with no document after
+        applying both, which would leave a reservation nobody knows about.
+
+        Each reservation signs the document with a fresh token. If the reply never arrives
+        (or carries a write-concern error) and the document still bears our token, the block
+        is ours and still the last one, so it is released instead of waiting for the lease.
+        """
+        token = ObjectId()
+        update = {
+            "$inc": {
+                "seq": len(entries),
+                "count": len(entries),
+                "bytes": sum(p.size for p in entries),
+            },
+            "$set": {"reserved_by": token},
+            "$currentDate": {"mtime": True},
+        }
+        try:
+            session = await _reserve_signed(collections, connection, ident, update)
+        except (PyMongoError, StoreUnavailableError):
+            with contextlib.suppress(PyMongoError):
+                doc = await collections.sessions.find_one(ident, {"seq": 1, "reserved_by": 1})
+                if doc is not None and doc.get("reserved_by") == token:
+                    await cls(collections, connection, ident, entries, token, doc).release()
+            raise
+        return cls(collections, connection, ident, entries, token, session)
+
+    async def insert(self) -> list[PreparedEntry]:
+        """Insert the batch unordered; return the entries stored (duplicates are skipped)."""
+        docs = []
+        for p in self.entries:
+            doc = {**self.ident, "seq": self.start + p.index, "dedupe": p.dedupe, "entry": p.stored}
+            if p.escaped:
+                doc["escaped"] = True
+            if p.chunks is not None:
+                doc["chunked"] = len(p.chunks)
+            docs.append(doc)
+        chunked = [p for p in self.entries if p.chunks is not None]
+        if chunked:
+            await self._insert_chunks(chunked)
+        skipped: set[int] = set()
+        try:
+            await self.collections.entries.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            skipped = await self._classify_write_errors(docs, exc)
+        self.skipped = [p for p in self.entries if p.index in skipped]
+        # An entry whose uuid was already stored must not leave its chunks behind.
+        orphans = [self.start + p.index for p in chunked if p.index in skipped]
+        if orphans:
+            await self.collections.chunks.delete_many({**self.ident, "seq": {"$in": orphans}})
+        return [p for p in self.entries if p.index not in skipped]
+
+    async def _insert_chunks(self, chunked: list[PreparedEntry]) -> None:
+        for p in chunked:
+            assert p.chunks is not None
+            await self.collections.chunks.insert_many(
+                [
+                    {
+                        **self.ident,
+                        "seq": self.start + p.index,
+                        "part": n,
+                        "data": bson.Binary(part),
+                    }
+                    for n, part in enumerate(p.chunks)
+                ],
+                ordered=True,
+            )
+
+    async def _classify_write_errors(
+        self, docs: list[dict[str, Any]], exc: BulkWriteError
+    ) -> set[int]:
+        """Sort an insert's write errors: return the batch indexes skipped as duplicates.
+
+        A duplicate ``uuid`` is the idempotent path. A duplicate ``_id``, or a duplicate
+        ``uuid`` held by a document with our ``_id``, is an insert of ours that landed before
+        the driver retried it: stored, not skipped. A write-concern error is logged (the
+        entries are stored). A duplicate ``seq`` means the counter fell behind its entries:
+        it is repaired and ``StoreUnavailableError`` raised. Anything else is raised as is.
+        """
+        for concern in exc.details.get("writeConcernErrors", []):
+            # The entries are on the primary; failing would make the SDK retry and duplicate
+            # entries without uuid. Say so loudly instead: durability is below what was asked.
+            log.warning(
+                "append on %s: entries stored, but write concern not satisfied: %s",
+                self.connection.hosts,
+                concern.get("errmsg", concern),
+            )
+        duplicates: dict[int, Any] = {}
+        for error in exc.details.get("writeErrors", []):
+            violated = _violated_index(error)
+            if violated == "dedupe":
+                duplicates[error["index"]] = docs[error["index"]]["_id"]
+            elif violated == "seq":
+                await self._repair_counter()
+                raise StoreUnavailableError(
+                    f"append on {self.connection.hosts}: the sequence counter of {self.ident!r} "
+                    "was behind its stored entries (restored or edited by hand?); it is "
+                    "repaired, append again"
+                ) from None
+            elif violated != "_id":
+                raise exc
+        if duplicates:
+            ours = self.collections.entries.find(
+                {**self.ident, "_id": {"$in": list(duplicates.values())}}, {"_id": 1}
+            )
+            landed = {doc["_id"] async for doc in ours}
+            return {index for index, oid in duplicates.items() if oid not in landed}
+        return set()
+
+    async def _repair_counter(self) -> None:
+        highest = await self.collections.entries.find_one(
+            self.ident, {"seq": 1}, sort=[("seq", DESCENDING)]
+        )
+        if highest is not None:
+            await self.collections.sessions.update_one(
+                self.ident, {"$max": {"seq": highest["seq"]}}
+            )
+
+    def landing(self) -> dict[str, Any]:
+        """The update that reports the block landed and uncounts the entries skipped."""
+        update = _uncount(self.skipped)
+        update.setdefault("$inc", {})["landed"] = len(self.entries)
+        return update
+
+    async def release(self) -> None:
+        """After a failed insert, report the block landed and uncount what did not land.
+
+        Best effort: if the server is unreachable this fails too (logged), and the summary
+        waits for the lease that covers crashed writers.
+        """
+        try:
+            stored = self.collections.entries.find(
+                {**self.ident, "seq": {"$gte": self.start, "$lte": self.end}}, {"seq": 1}
+            )
+            landed = {doc["seq"] - self.start async for doc in stored}
+            update = _uncount([p for p in self.entries if p.index not in landed])
+            update.setdefault("$inc", {})["landed"] = len(self.entries)
+            await self.collections.sessions.update_one(self.ident, update)
+        except PyMongoError as exc:
+            log.warning(
+                "append on %s: could not release seq %d-%d after a failed insert: %s",
+                self.connection.hosts,
+                self.start,
+                self.end,
+                self.connection.describe(exc),
+            )
+
+
+async def _reserve_signed(
+    collections: Collections, connection: Connection, ident: dict[str, str], update: dict[str, Any]
+) -> dict[str, Any]:
+    for _ in range(_RESERVE_ATTEMPTS):
+        doc: dict[str, Any] | None = await collections.sessions.find_one_and_update(
+            ident, update, return_document=ReturnDocument.AFTER
+        )
+        if doc is not None:
+            return doc
+        # Another writer may create it first: that is what we wanted.
+        with contextlib.suppress(DuplicateKeyError):
+            now = datetime.now(timezone.utc)
+            await collections.sessions.update_one(
+                ident,
+                {
+                    "$setOnInsert": {
+                        "seq": 0,
+                        "count": 0,
+                        "bytes": 0,
+                        "landed": 0,
+                        "created": now,
+                        "mtime": now,
+                    }
+                },
+                upsert=True,
+            )
+    raise StoreUnavailableError(
+        f"append on {connection.hosts}: could not reserve sequence numbers for {ident!r}"
+    )
+
+
+def _uncount(entries: list[PreparedEntry]) -> dict[str, Any]:
+    """The update that takes entries that were not stored back out of the counts."""
+    if not entries:
+        return {}
+    return {"$inc": {"count": -len(entries), "bytes": -sum(p.size for p in entries)}}
+
+
+_INDEX_NAME = re.compile(r"index: (\S+)")
+
+
+def _violated_index(error: Mapping[str, Any]) -> str:
+    """Name which unique key a duplicate-key write error hit: dedupe, seq, _id or other."""
+    if error.get("code") != 11000:
+        return "other"
+    fields = list(error.get("keyPattern") or {})
+    if not fields:
+        match = _INDEX_NAME.search(str(error.get("errmsg", "")))
+        name = match.group(1) if match else str(error.get("errmsg", ""))
+        fields = [f for f in ("dedupe", "seq", "_id") if f in name]
+    for field_name in ("dedupe", "seq", "_id"):
+        if field_name in fields:
+            return field_name
+    return "other"

@@ -1,0 +1,91 @@
+"""Where a store keeps transcripts: its three collections, their indexes and key fields.
+
+Usage::
+
+    from session_store_mongo.layout import Collections, key_fields
+
+    collections = Collections.of(client, "computeragent_sessions", prefix="")
+    await collections.ensure_indexes()
+    await collections.entries.find_one(key_fields({"project_key": "p", "session_id": "s"}))
+
+Collections (``{prefix}`` is the store's ``collection_prefix``, empty by default):
+
+- ``{prefix}entries``: one document per entry: ``project_key``, ``session_id``, ``subpath``
+  (``""`` for the main transcript), ``seq`` (reserved on the server), ``dedupe`` (the entry's
+  ``uuid``, or a fresh ObjectId), ``entry`` (the entry itself), and ``escaped`` / ``chunked``
+  when the entry needed escaping or did not fit one document. Unique indexes
+  ``entry_seq`` on (key, ``seq``) and ``entry_dedupe`` on (key, ``dedupe``).
+- ``{prefix}sessions``: one document per transcript: ``seq`` counter, ``landed`` (reserved
+  entries whose writer finished), ``count``, ``bytes``, ``mtime``, ``created``, and for main
+  transcripts ``summary``, ``summary_seq`` and ``summary_version``. Unique index
+  ``session_key`` on (key); index ``session_mtime`` on ``mtime`` for retention.
+- ``{prefix}entry_chunks``: parts of entries larger than one BSON document. Unique index
+  ``chunk_part`` on (key, ``seq``, ``part``).
+
+Every index and query starts with ``project_key, session_id``, a valid shard key for all three.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ASCENDING, IndexModel
+
+from session_store_protocol.types import SessionKey, key_parts
+
+__all__ = ["KEY_INDEX", "Collections", "key_fields"]
+
+KEY_INDEX: Sequence[tuple[str, int]] = [
+    ("project_key", ASCENDING),
+    ("session_id", ASCENDING),
+    ("subpath", ASCENDING),
+]
+"""The key fields every index starts with, in this order."""
+
+
+def key_fields(key: SessionKey) -> dict[str, str]:
+    """The key fields as every document stores them (``subpath`` ``""`` is the main transcript)."""
+    project_key, session_id, subpath = key_parts(key)
+    return {"project_key": project_key, "session_id": session_id, "subpath": subpath}
+
+
+@dataclass(frozen=True)
+class Collections:
+    """A store's database and its three collections on one client."""
+
+    database: Any
+    entries: Any
+    sessions: Any
+    chunks: Any
+
+    @classmethod
+    def of(cls, client: Any, database: str, prefix: str) -> Collections:
+        """The collections named ``{prefix}entries`` and so on in ``database``."""
+        db = client[database]
+        return cls(db, db[f"{prefix}entries"], db[f"{prefix}sessions"], db[f"{prefix}entry_chunks"])
+
+    async def ensure_indexes(self) -> None:
+        """Create the indexes; idempotent, safe to run from many processes at once."""
+        await self.entries.create_indexes(
+            [
+                IndexModel([*KEY_INDEX, ("seq", ASCENDING)], name="entry_seq", unique=True),
+                IndexModel([*KEY_INDEX, ("dedupe", ASCENDING)], name="entry_dedupe", unique=True),
+            ]
+        )
+        await self.sessions.create_indexes(
+            [
+                IndexModel(KEY_INDEX, name="session_key", unique=True),
+                IndexModel([("mtime", ASCENDING)], name="session_mtime"),
+            ]
+        )
+        await self.chunks.create_indexes(
+            [
+                IndexModel(
+                    [*KEY_INDEX, ("seq", ASCENDING), ("part", ASCENDING)],
+                    name="chunk_part",
+                    unique=True,
+                )
+            ]
+        )
