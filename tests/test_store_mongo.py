@@ -234,8 +234,16 @@ async def test_size_stats_and_prune(live_store: MongoSessionStore, live_client: 
 
 @pytest.mark.live
 async def test_chunked_entry_larger_than_a_document(live_store: MongoSessionStore) -> None:
-    """An entry above the 16 MB document limit is stored in chunks and reassembled."""
-    big = {"type": "tool_result", "uuid": "big", "content": "x" * (17 * 1024 * 1024)}
+    """An entry above the 16 MB document limit is stored in chunks and reassembled.
+
+    Lone UTF-16 surrogates (which UTF-8 cannot encode) and odd keys survive the chunks too.
+    """
+    big = {
+        "type": "tool_result",
+        "uuid": "big",
+        "content": "x" * (17 * 1024 * 1024) + " split \ud83d",
+        "key \udc00.$": ["\ud83d\ude00", {"%str": "%ud83d"}, 2**70],
+    }
     small = {"type": "user", "uuid": "small"}
     await live_store.append(KEY, [small, big, {"type": "user", "uuid": "after"}])
     await live_store.append(KEY, [big])  # a retry of the big one is deduplicated

@@ -1,4 +1,4 @@
-"""How an entry becomes a BSON document and comes back deep-equal.
+r"""How an entry becomes a BSON document and comes back deep-equal.
 
 Usage::
 
@@ -8,14 +8,21 @@ Usage::
     assert decode_entry(stored, escaped) == entry
 
 Most entries are stored as they are, so operators can query ``entry.type`` or ``entry.message``.
-An entry MongoDB cannot hold as is (a key that starts with ``$``, contains ``.`` or NUL, or an
-integer outside BSON's 64-bit range) is stored escaped, and its document is flagged so that only
-flagged entries pay for decoding:
+An entry MongoDB cannot hold as is (a key that starts with ``$``, contains ``.`` or NUL, an
+integer outside BSON's 64-bit range, or text with a UTF-16 surrogate, which UTF-8 cannot
+encode) is stored escaped, and its document is flagged so that only flagged entries pay for
+decoding:
 
-- in keys, ``%`` becomes ``%25``, ``.`` becomes ``%2E``, NUL becomes ``%00`` and a leading ``$``
-  becomes ``%24``;
-- an integer outside 64 bits becomes ``{"%int": "<decimal digits>"}``; no escaped key can start
-  with ``%i``, so the marker cannot collide with data.
+- in keys, ``%`` becomes ``%25``, ``.`` becomes ``%2E``, NUL becomes ``%00``, a leading ``$``
+  becomes ``%24`` and a surrogate becomes ``%u`` and its four lowercase hex digits
+  (``"\ud83d"`` becomes ``%ud83d``);
+- an integer outside 64 bits becomes ``{"%int": "<decimal digits>"}``;
+- a string holding a surrogate becomes ``{"%str": "<text>"}``, the text escaped as in keys
+  but only for ``%`` and surrogates (``"split \ud83d"`` becomes ``{"%str": "split %ud83d"}``).
+
+No escaped key starts with ``%i`` or ``%s``, so the markers cannot collide with data. Entries
+are checked by the protocol's ``JsonCopier`` while they are escaped, in one walk: a value JSON
+cannot hold is refused the same way by every store.
 
 Before an append, ``prepare_entry`` encodes each entry of the batch once, measures it, and splits
 an entry larger than one document into chunks (``entry_json`` bytes, 8 MB each); the entry's own
@@ -25,6 +32,7 @@ document then holds only its ``type``, ``uuid`` and ``timestamp``, and load reas
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -33,11 +41,14 @@ import bson
 from bson import ObjectId
 
 from session_store_protocol.errors import EntryTooLargeError, InvalidEntryError
+from session_store_protocol.json_values import JsonCopier
 from session_store_protocol.types import SessionStoreEntry
+from session_store_protocol.validation import entry_label, entry_uuid
 
 __all__ = [
     "PreparedEntry",
     "decode_entry",
+    "dedupe_key",
     "encode_entry",
     "entry_json",
     "epoch_ms",
@@ -46,40 +57,49 @@ __all__ = [
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _BIG_INT = "%int"
-_KEY_ESCAPES = {"%": "%25", ".": "%2E", "\x00": "%00"}
-_KEY_UNESCAPES = {"25": "%", "2E": ".", "00": "\x00", "24": "$"}
+_TEXT = "%str"
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
+_KEY_SPECIAL = re.compile("[%.\\x00\\ud800-\\udfff]")
+_TEXT_SPECIAL = re.compile("[%\\ud800-\\udfff]")
+_ESCAPES = {"%": "%25", ".": "%2E", "\x00": "%00"}
+_ESCAPED = re.compile("%(25|2E|00|24|u[0-9a-f]{4})")
+_UNESCAPES = {"25": "%", "2E": ".", "00": "\x00", "24": "$"}
 
 
-class _Encoder:
-    """Walks an entry once: validates JSON types and escapes only where MongoDB needs it."""
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or f"%u{ord(char):04x}"
+
+
+def _unescape(match: re.Match[str]) -> str:
+    code = match.group(1)
+    return _UNESCAPES.get(code) or chr(int(code[1:], 16))
+
+
+class _Encoder(JsonCopier):
+    """Checks an entry and escapes only where MongoDB needs it, in one walk."""
 
     def __init__(self) -> None:
         self.escaped = False
 
-    def key(self, key: object, path: str) -> str:
-        if not isinstance(key, str):
-            raise InvalidEntryError(f"{path}: object keys must be strings, got {key!r}")
-        if key.startswith("$") or any(c in key for c in "%.\x00"):
-            self.escaped = True
-            out = "".join(_KEY_ESCAPES.get(c, c) for c in key)
-            return "%24" + out[1:] if out.startswith("$") else out
-        return key
+    def key(self, key: str) -> str:
+        if not key.startswith("$") and not _KEY_SPECIAL.search(key):
+            return key
+        self.escaped = True
+        out = _KEY_SPECIAL.sub(_escape, key)
+        return "%24" + out[1:] if out.startswith("$") else out
 
-    def value(self, value: Any, path: str) -> Any:
-        if isinstance(value, str) or value is None or isinstance(value, bool):
+    def text(self, value: str) -> Any:
+        if value.isascii() or not _SURROGATE.search(value):
             return value
-        if isinstance(value, int):
-            if _INT64_MIN <= value <= _INT64_MAX:
-                return value
-            self.escaped = True
-            return {_BIG_INT: str(value)}
-        if isinstance(value, float):
+        self.escaped = True
+        return {_TEXT: _TEXT_SPECIAL.sub(_escape, value)}
+
+    def integer(self, value: int) -> Any:
+        if _INT64_MIN <= value <= _INT64_MAX:
             return value
-        if isinstance(value, dict):
-            return {self.key(k, path): self.value(v, f"{path}.{k}") for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [self.value(v, f"{path}[{i}]") for i, v in enumerate(value)]
-        raise InvalidEntryError(f"{path}: {type(value).__name__} is not a JSON value")
+        self.escaped = True
+        return {_BIG_INT: str(value)}
 
 
 def encode_entry(entry: dict[str, Any], where: str = "entry") -> tuple[dict[str, Any], bool]:
@@ -90,36 +110,58 @@ def encode_entry(entry: dict[str, Any], where: str = "entry") -> tuple[dict[str,
         where: How errors name the entry, e.g. ``"entry 3 (uuid 'a1')"``.
 
     Raises:
-        InvalidEntryError: The entry holds a value JSON cannot (bytes, sets, non-string keys).
+        InvalidEntryError: The entry holds a value JSON cannot (``NaN``, bytes, tuples,
+            non-string keys) or nests deeper than ``json_values.MAX_DEPTH``; names the path.
     """
     encoder = _Encoder()
-    stored = encoder.value(entry, where)
+    stored = encoder.copy(entry, where)
     return stored, encoder.escaped
 
 
-def _unescape_key(key: str) -> str:
-    if "%" not in key:
-        return key
-    parts = key.split("%")
-    return parts[0] + "".join(_KEY_UNESCAPES[p[:2]] + p[2:] for p in parts[1:])
+def dedupe_key(entry: SessionStoreEntry) -> Any:
+    """What the entry's document stores as ``dedupe``: its uuid, or a fresh ``ObjectId``.
 
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        if len(value) == 1 and _BIG_INT in value:
-            return int(value[_BIG_INT])
-        return {_unescape_key(k): _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
+    A uuid with a UTF-16 surrogate is stored in its escaped form (an object, so it can never
+    equal another entry's plain uuid string).
+    """
+    uuid = entry_uuid(entry)
+    return ObjectId() if uuid is None else _Encoder().text(uuid)
 
 
 def decode_entry(stored: dict[str, Any], escaped: bool) -> dict[str, Any]:
-    """Invert ``encode_entry``; unescaped entries are returned as they are."""
+    """Invert ``encode_entry``; unescaped entries are returned as they are.
+
+    The walk keeps its own stack, so a deeply nested document read from the database cannot
+    exhaust the interpreter's.
+    """
     if not escaped:
         return stored
-    decoded: dict[str, Any] = _decode(stored)
-    return decoded
+    top: dict[str, Any] = {}
+    stack: list[tuple[Any, Any]] = [(stored, top)]
+    while stack:
+        source, target = stack.pop()
+        is_object = isinstance(source, dict)
+        name: Any
+        for name, item in source.items() if is_object else enumerate(source):
+            value = item
+            if isinstance(item, dict):
+                if len(item) == 1 and _BIG_INT in item:
+                    value = int(item[_BIG_INT])
+                elif len(item) == 1 and _TEXT in item:
+                    value = _ESCAPED.sub(_unescape, item[_TEXT])
+                else:
+                    value = {}
+                    stack.append((item, value))
+            elif isinstance(item, list):
+                value = []
+                stack.append((item, value))
+            if not is_object:
+                target.append(value)
+            elif "%" in name:
+                target[_ESCAPED.sub(_unescape, name)] = value
+            else:
+                target[name] = value
+    return top
 
 
 def epoch_ms(value: Any) -> int:
@@ -132,11 +174,17 @@ def epoch_ms(value: Any) -> int:
 
 
 def entry_json(entry: dict[str, Any]) -> bytes:
-    """Serialize an entry compactly for chunked storage (integers of any size survive)."""
+    """Serialize an entry compactly for chunked storage; ``json.loads`` of it is deep-equal.
+
+    Integers of any size survive, and so do UTF-16 surrogates: they are written with
+    ``surrogatepass`` (three bytes each, as CESU-8 would), which ``json.loads`` of bytes reads
+    back as they were, paired or lone.
+    """
     try:
-        return json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode()
+        text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidEntryError(f"entry is not JSON-serializable: {exc}") from exc
+    return text.encode("utf-8", "surrogatepass")
 
 
 _DOC_SLACK = 16 * 1024
@@ -155,7 +203,7 @@ class PreparedEntry:
     """What the entry's document holds under ``entry`` (a stub when ``chunks`` is set)."""
     escaped: bool
     dedupe: Any
-    """The entry's ``uuid``, or a fresh ObjectId when it has none."""
+    """What ``dedupe_key`` gives: the entry's ``uuid``, or a fresh ObjectId when it has none."""
     size: int
     """The entry's BSON size, counted in the transcript's ``bytes``."""
     chunks: list[bytes] | None
@@ -170,8 +218,7 @@ def prepare_entry(
         InvalidEntryError: The entry holds a value JSON cannot (the error names the entry).
         EntryTooLargeError: The entry is larger than ``max_entry_bytes``.
     """
-    uuid = entry.get("uuid")
-    where = f"entry {index}" + (f" (uuid {uuid!r})" if uuid is not None else "")
+    where = entry_label(index, entry)
     stored, escaped = encode_entry(dict(entry), where)
     size = len(bson.encode({"entry": stored}))
     if max_entry_bytes is not None and size > max_entry_bytes:
@@ -186,6 +233,4 @@ def prepare_entry(
         # What operators see of it in the entries collection; load reassembles the chunks.
         visible = {k: v for k, v in entry.items() if k in ("type", "uuid", "timestamp")}
         stored, escaped = encode_entry(visible, where)
-    return PreparedEntry(
-        index, entry, stored, escaped, uuid if uuid is not None else ObjectId(), size, chunks
-    )
+    return PreparedEntry(index, entry, stored, escaped, dedupe_key(entry), size, chunks)

@@ -45,7 +45,13 @@ from .types import (
     SessionSummaryEntry,
     StoreConfig,
 )
-from .validation import validate_entries, validate_key, validate_project_key, validate_session_key
+from .validation import (
+    copy_entries,
+    validate_entries,
+    validate_key,
+    validate_project_key,
+    validate_session_key,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -73,6 +79,7 @@ __all__ = [
     "StoreUnavailableError",
     "SummariesUnavailableError",
     "UnknownKindError",
+    "copy_entries",
     "hookimpl",
     "validate_entries",
     "validate_key",

@@ -17,11 +17,9 @@ inside one; the store is not meant to be shared between threads.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from dataclasses import dataclass, field
 
-from .errors import InvalidEntryError
 from .summaries import load_fold, optional_fold
 from .types import (
     MAIN_SUBPATH,
@@ -33,7 +31,13 @@ from .types import (
     SessionSummaryEntry,
     key_parts,
 )
-from .validation import validate_entries, validate_key, validate_project_key, validate_session_key
+from .validation import (
+    copy_entries,
+    entry_uuid,
+    validate_key,
+    validate_project_key,
+    validate_session_key,
+)
 
 __all__ = ["InMemorySessionStore"]
 
@@ -68,17 +72,13 @@ class InMemorySessionStore:
     async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
         """Append entries, skipping any whose ``uuid`` the transcript already holds."""
         clean = validate_key(key)
-        batch = copy.deepcopy(validate_entries(entries))
-        try:  # hold only what a database could: JSON values
-            json.dumps(batch)
-        except (TypeError, ValueError) as exc:
-            raise InvalidEntryError(f"entries must be JSON values: {exc}") from None
+        batch = copy_entries(entries)  # plain JSON copies: what a database could hold
         if not batch:
             return
         ident = key_parts(clean)
         transcript = self._transcripts.setdefault(ident, _Transcript())
         for entry in batch:
-            uuid = entry.get("uuid")
+            uuid = entry_uuid(entry)
             if uuid is not None:
                 if uuid in transcript.uuids:
                     continue

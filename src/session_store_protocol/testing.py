@@ -14,8 +14,17 @@ Usage, in a store author's test module::
 
 ``make_store`` is called once per check (sync or async) and must return a fresh, empty store.
 Every check fails with ``ContractViolation`` (an ``AssertionError`` raised explicitly, so the
-kit keeps working under ``python -O``). Checks of summaries are skipped when claude-agent-sdk is
-not installed.
+kit keeps working under ``python -O``). Checks of summaries need claude-agent-sdk: without it
+they raise ``ContractSkipped`` (a ``unittest.SkipTest``, which pytest and unittest report as
+skipped, never as passed), and ``run_contract`` returns their names.
+
+Awkward input gets the same answer from every store, and the kit proves it: lone UTF-16
+surrogates in values and keys round-trip (in session keys they are refused), ``NaN`` and
+infinities are refused naming the entry and the path, nesting is limited to
+``json_values.MAX_DEPTH`` levels exactly, an empty ``uuid`` is no uuid, and keys shaped like
+query operators, dotted keys and integers beyond 64 bits round-trip. ``AWKWARD_BATCHES`` are
+also appended to the in-memory reference store: the store under test must accept and refuse
+exactly the same batches.
 """
 
 from __future__ import annotations
@@ -23,20 +32,26 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
+import unittest
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .errors import InvalidEntryError, InvalidKeyError
+from .json_values import MAX_DEPTH
+from .memory import InMemorySessionStore
 from .summaries import load_fold, summaries_available
 from .types import SessionKey, SessionStore, SessionStoreEntry
 
 __all__ = [
+    "AWKWARD_BATCHES",
     "CONTRACT_CHECKS",
-    "Check",
     "INVALID_KEYS",
     "TRICKY_ENTRIES",
+    "Check",
+    "ContractSkipped",
     "ContractViolation",
     "StoreFactory",
+    "nested_entry",
     "run_contract",
 ]
 
@@ -63,6 +78,9 @@ INVALID_KEYS: list[Any] = [
     {"project_key": "p", "session_id": "s", "subpath": {"$exists": True}},
     {"project_key": "p", "session_id": "s", "subpath": 3},
     {"project_key": "p", "session_id": "s\x00"},
+    {"project_key": "p", "session_id": "split \ud83d"},
+    {"project_key": "p\udc00", "session_id": "s"},
+    {"project_key": "p", "session_id": "s", "subpath": "subagents/agent-\ud800"},
     "proj/sess",
     None,
 ]
@@ -88,13 +106,91 @@ TRICKY_ENTRIES: list[dict[str, Any]] = [
     {"type": "x", "uuid": "t-scalars", "f": 1.5, "neg": -0.25, "t": True, "f2": False, "n": None},
     {"type": "x", "uuid": "t-empty", "list": [], "obj": {}, "str": ""},
     {"type": "x", "uuid": "t-id", "_id": "not-an-object-id", "seq": -1, "entry": "shadowing"},
+    {
+        "type": "x",
+        "uuid": "t-operators",
+        "query": {"$gt": "", "$where": "sleep(1000)", "$ne": None},
+        "dotted": {"a.b.c": 1, ".": 2, "..": 3, "$": 4, "$$ROOT": 5},
+        "__proto__": {"constructor": {"prototype": 1}},
+    },
+    {
+        "type": "x",
+        "uuid": "t-markers",
+        "int": {"%int": "5"},
+        "str": {"%str": "x"},
+        "%ud83d": "%ud83d",
+        "%25": "%2E%00%24",
+        "%u": ["%", "%u12", "%uzzzz"],
+    },
+    {
+        "type": "x",
+        "uuid": "t-surrogates \ud83d",
+        "high": "split \ud83d",
+        "low": "\ude00 tail",
+        "reversed": "\ude00\ud83d",
+        "pair": "\ud83d\ude00",
+        "joined": "\U0001f600",
+        "key \udfff.$": ["\ud800", {"\udbff": "\udc00%"}],
+    },
+    {"type": "x", "uuid": "t-floats", "tiny": 5e-324, "max": 1.7976931348623157e308, "z": -0.0},
     {"type": "x"},
 ]
-"""Entries that must come back deep-equal: odd keys, big integers, nesting, unicode."""
+"""Entries that must come back deep-equal: odd keys, big integers, nesting, unicode, lone
+UTF-16 surrogates (a split emoji, which real transcripts contain), operator-shaped keys and
+keys shaped like a store's own escape markers."""
+
+
+def nested_entry(depth: int, leaf: Any = 1, *, arrays: bool = False, **extra: Any) -> Any:
+    """An entry whose deepest object or array is at level ``depth`` (the entry is level 1).
+
+    Built without recursion, so any depth can be asked for.
+    """
+    value = leaf
+    for _ in range(depth - 1):
+        value = [value] if arrays else {"d": value}
+    return {"type": "x", **extra, "deep": value}
+
+
+AWKWARD_BATCHES: list[Any] = [
+    [{"type": "x", "n": float("nan")}],
+    [{"type": "x", "uuid": "a"}, {"type": "x", "cost": {"usd": float("inf")}}],
+    [{"type": "x", "list": [1, float("-inf")]}],
+    [{"type": "x", "t": (1, 2)}],
+    [{"type": "x", "s": {1, 2}}],
+    [{"type": "x", "b": b"bytes"}],
+    [{"type": "x", "k": {1: "int key"}}],
+    [{"type": "x", "k": {None: "null key"}}],
+    [{"type": "x", "o": object()}],
+    [{"type": "x", "uuid": 5}],
+    [{"type": "x", "uuid": {"$gt": ""}}],
+    [{"type": "x", "uuid": ""}, {"type": "x", "uuid": ""}],
+    [{"type": "x", "uuid": None}, {"type": "x", "uuid": None}],
+    [{"type": "x", "uuid": "\ud83d"}, {"type": "x", "uuid": "\ud83d"}],
+    [{"type": "x", "uuid": "%ud83d"}, {"type": "x", "uuid": "\ud83d"}],
+    [nested_entry(MAX_DEPTH), nested_entry(MAX_DEPTH, arrays=True)],
+    [nested_entry(MAX_DEPTH, 2**64), nested_entry(MAX_DEPTH, "\ud83d")],
+    [nested_entry(MAX_DEPTH - 1, {"$k.\udc00": -(2**70)})],
+    [nested_entry(MAX_DEPTH + 1)],
+    [nested_entry(MAX_DEPTH + 1, arrays=True)],
+    [nested_entry(MAX_DEPTH, [])],
+    [nested_entry(MAX_DEPTH, {})],
+    [nested_entry(10_000)],
+    *([entry] for entry in TRICKY_ENTRIES),
+]
+"""Batches every store must accept or refuse exactly as the in-memory reference store does."""
 
 
 class ContractViolation(AssertionError):
     """A store broke the ``SessionStore`` contract."""
+
+
+class ContractSkipped(unittest.SkipTest):
+    """A check could not run here (claude-agent-sdk is not installed); it did not pass."""
+
+
+def _require_summaries() -> None:
+    if not summaries_available():
+        raise ContractSkipped("claude-agent-sdk is not installed: summaries cannot be checked")
 
 
 def _expect(condition: bool, message: str) -> None:
@@ -121,14 +217,23 @@ def _contract(check: Check) -> Check:
     return check
 
 
-async def run_contract(make_store: StoreFactory) -> None:
+async def run_contract(make_store: StoreFactory) -> list[str]:
     """Run every check in ``CONTRACT_CHECKS``, each on a fresh store.
+
+    Returns:
+        The names of the checks that were skipped (they need claude-agent-sdk); every other
+        check passed.
 
     Raises:
         ContractViolation: The first check that failed, with what it expected.
     """
+    skipped: list[str] = []
     for check in CONTRACT_CHECKS:
-        await check(make_store)
+        try:
+            await check(make_store)
+        except ContractSkipped:
+            skipped.append(check.__name__)
+    return skipped
 
 
 async def _snapshot(store: SessionStore, keys: list[SessionKey]) -> list[Any]:
@@ -258,6 +363,107 @@ async def check_tricky_entries_round_trip(make_store: StoreFactory) -> None:
                 # int subclasses (bson's Int64) are fine; floats or strings are not.
                 kept = isinstance(got[name], type(sent[name]))
                 _expect(kept, f"{name} changed type: {type(got[name]).__name__}")
+
+
+@_contract
+async def check_lone_surrogates_round_trip_and_dedupe(make_store: StoreFactory) -> None:
+    """Lone UTF-16 surrogates in values, keys and uuids come back as they were; uuids dedupe."""
+    store = await _fresh(make_store)
+    batch: list[Any] = [
+        _entry(1, uuid="\ud83d", text="a split emoji \ud83d"),
+        _entry(2, uuid="\ud83d\ude00"),  # two code points, not the emoji U+1F600
+        _entry(3, uuid="\U0001f600"),
+        {"type": "x", "key \udc00": {"nested \ud800": ["\udfff", "%ud83d"]}},
+    ]
+    await store.append(KEY, copy.deepcopy(batch))
+    await store.append(KEY, copy.deepcopy(batch[:3]))  # known uuids: every one is skipped
+    loaded = await store.load(KEY)
+    _expect(loaded == batch, f"surrogates came back as {loaded!r}")
+
+
+@_contract
+async def check_non_finite_numbers_refused(make_store: StoreFactory) -> None:
+    """``NaN`` and infinities raise ``InvalidEntryError`` naming the entry and the path."""
+    store = await _fresh(make_store)
+    await store.append(KEY, [_entry(1, uuid="keep")])
+    for number in (float("nan"), float("inf"), float("-inf")):
+        batch = [_entry(2, uuid="new"), _entry(3, uuid="bad", usage={"cost": [0.5, number]})]
+        try:
+            await store.append(KEY, batch)
+        except InvalidEntryError as exc:
+            named = "entry 1" in str(exc) and "cost" in str(exc)
+            _expect(named, f"{number}: the error does not name entry 1 and 'cost': {exc}")
+        except Exception as exc:
+            raise ContractViolation(f"{number}: raised {type(exc).__name__}") from exc
+        else:
+            raise ContractViolation(f"{number} was accepted; strict JSON cannot hold it")
+    _expect(await store.load(KEY) == [_entry(1, uuid="keep")], "a refused batch stored something")
+
+
+@_contract
+async def check_nesting_limit_is_exact(make_store: StoreFactory) -> None:
+    """Entries nest ``MAX_DEPTH`` levels, escaped leaves included; deeper is refused, any depth."""
+    store = await _fresh(make_store)
+    deepest = [
+        nested_entry(MAX_DEPTH, uuid="objects"),
+        nested_entry(MAX_DEPTH, arrays=True, uuid="arrays"),
+        nested_entry(MAX_DEPTH, 2**64, uuid="big-int"),
+        nested_entry(MAX_DEPTH, "\ud83d", uuid="surrogate"),
+        nested_entry(MAX_DEPTH - 1, {"$key.": -(2**70)}, uuid="odd-key"),
+    ]
+    await store.append(KEY, copy.deepcopy(deepest))
+    _expect(await store.load(KEY) == deepest, f"entries {MAX_DEPTH} levels deep did not round-trip")
+    for too_deep in (
+        nested_entry(MAX_DEPTH + 1),
+        nested_entry(MAX_DEPTH + 1, arrays=True),
+        nested_entry(10_000),  # far past the interpreter's recursion limit
+    ):
+        await _expect_raises(
+            InvalidEntryError,
+            store.append(KEY, [_entry(9, uuid="new"), too_deep]),
+            "an entry nested too deep",
+        )
+    _expect(await store.load(KEY) == deepest, "a refused batch changed the transcript")
+
+
+@_contract
+async def check_empty_uuid_is_no_uuid(make_store: StoreFactory) -> None:
+    """Entries with ``uuid`` ``""`` or ``null`` are always appended, never deduplicated."""
+    store = await _fresh(make_store)
+    batch: list[Any] = [_entry(1, uuid=""), _entry(2, uuid=""), {"type": "x", "uuid": None}]
+    await store.append(KEY, copy.deepcopy(batch))
+    await store.append(KEY, copy.deepcopy(batch))
+    loaded = await store.load(KEY)
+    _expect(loaded == batch * 2, f"entries with an empty uuid were deduplicated: {loaded!r}")
+
+
+async def _outcome(store: SessionStore, key: SessionKey, batch: Any) -> tuple[str, Any]:
+    try:
+        await store.append(key, batch)
+    except (InvalidEntryError, InvalidKeyError) as exc:
+        return "refused", type(exc).__name__
+    return "stored", await store.load(key)
+
+
+@_contract
+async def check_awkward_batches_agree_with_reference_store(make_store: StoreFactory) -> None:
+    """Each of ``AWKWARD_BATCHES`` is stored or refused as the in-memory reference store does."""
+    store = await _fresh(make_store)
+    reference = InMemorySessionStore()
+    for number, batch in enumerate(AWKWARD_BATCHES):
+        key: SessionKey = {"project_key": "proj", "session_id": f"awkward-{number}"}
+        expected = await _outcome(reference, key, batch)
+        got = await _outcome(store, key, batch)
+        if got != expected:
+            raise ContractViolation(
+                f"awkward batch {number}: the store gave {_shown(got)}, "
+                f"the reference store {_shown(expected)}"
+            )
+
+
+def _shown(outcome: tuple[str, Any]) -> str:
+    text = repr(outcome)
+    return text if len(text) <= 300 else text[:300] + "…"
 
 
 @_contract
@@ -401,7 +607,7 @@ async def check_invalid_keys_refused_and_nothing_changes(make_store: StoreFactor
 
 @_contract
 async def check_invalid_entries_refused_and_nothing_stored(make_store: StoreFactory) -> None:
-    """Non-list batches, non-object entries and entries without ``type`` store nothing."""
+    """Bad batches store nothing: no list, no object, no ``type``, values JSON cannot hold."""
     store = await _fresh(make_store)
     await store.append(KEY, [_entry(1, uuid="keep")])
     bad_batches: list[Any] = [
@@ -412,6 +618,11 @@ async def check_invalid_entries_refused_and_nothing_stored(make_store: StoreFact
         [_entry(2, uuid="new"), {"uuid": "no-type"}],
         [_entry(2, uuid="new"), {"type": 5}],
         [_entry(2, uuid="new"), {"type": "x", "uuid": {"$gt": ""}}],
+        [_entry(2, uuid="new"), {"type": "x", "t": (1, 2)}],
+        [_entry(2, uuid="new"), {"type": "x", "s": {1}}],
+        [_entry(2, uuid="new"), {"type": "x", "b": b"x"}],
+        [_entry(2, uuid="new"), {"type": "x", "k": {1: "int key"}}],
+        [_entry(2, uuid="new"), {"type": "x", "o": object()}],
     ]
     for batch in bad_batches:
         await _expect_raises(InvalidEntryError, store.append(KEY, batch), f"batch {batch!r}")
@@ -468,8 +679,7 @@ async def check_concurrent_identical_batches_stored_once(make_store: StoreFactor
 @_contract
 async def check_summaries_match_a_full_fold(make_store: StoreFactory) -> None:
     """Summaries equal the SDK's fold of the whole transcript; subagents don't count."""
-    if not summaries_available():
-        return
+    _require_summaries()
     fold = load_fold()
     store = await _fresh(make_store)
     await store.append(
@@ -497,8 +707,7 @@ async def check_summaries_match_a_full_fold(make_store: StoreFactory) -> None:
 @_contract
 async def check_concurrent_summaries_stay_consistent(make_store: StoreFactory) -> None:
     """Summaries folded by concurrent writers equal a fold of the final transcript."""
-    if not summaries_available():
-        return
+    _require_summaries()
     fold = load_fold()
     store = await _fresh(make_store)
 
