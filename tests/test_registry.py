@@ -11,17 +11,19 @@ from typing import Any
 
 import pytest
 
+import session_store_protocol
 from session_store_protocol import (
     PLUGINS_ENV_VAR,
     DuplicateKindError,
     InMemorySessionStore,
     InvalidStoreOptionsError,
+    PluginInfo,
     SessionStore,
     StoreRegistry,
     UnknownKindError,
     hookimpl,
 )
-from session_store_protocol.registry import EXPLICIT
+from session_store_protocol.registry import BUILTIN_PLUGIN, EXPLICIT
 
 
 class _FakeDistributions:
@@ -275,3 +277,29 @@ def test_every_hook_has_a_test_and_a_readme_heading() -> None:
     for hook in hooks:
         assert f"def {hook}" in tests
         assert any(line.startswith("#") and hook in line for line in readme.splitlines())
+
+
+def test_kinds_per_plugin_follow_every_registration_change() -> None:
+    """``plugins()`` and ``plugin_for`` list exactly the kinds each plugin holds right now."""
+    registry = StoreRegistry(load_entry_points=False)
+    assert registry.plugin_for("memory") == PluginInfo(BUILTIN_PLUGIN, None, None, ("memory",))
+    plugin = _InTestPlugin("two")
+    registry.add_plugin(plugin, name="pair")
+    try:
+        registry.register("one", plugin.build)
+        registry.register("two", plugin.build, replace=True)  # taken over from plugin "pair"
+        kinds = {info.name: info.kinds for info in registry.plugins()}
+        assert kinds == {BUILTIN_PLUGIN: ("memory",), EXPLICIT: ("one", "two"), "pair": ()}
+        assert registry.plugin_for("two").name == EXPLICIT
+    finally:
+        registry.remove_plugin("pair")
+    assert registry.kinds() == ["memory", "one", "two"]  # the explicit kinds stay
+
+
+def test_protocol_package_names_no_distribution_that_ships_it() -> None:
+    """The protocol package could ship on its own: its source names no hosting distribution."""
+    package = Path(session_store_protocol.__file__).parent
+    for path in sorted(package.glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        assert "session-store-mongo" not in text, path.name
+        assert "session_store_mongo" not in text, path.name

@@ -533,12 +533,14 @@ async def test_two_processes_append_to_one_session(mongo_url: str) -> None:
 async def test_without_the_sdk_only_summaries_are_unavailable(
     make_store: StoreFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without claude-agent-sdk, appends and loads work; summaries name the extra to install."""
+    """Without claude-agent-sdk, appends and loads work; summaries name what to install."""
     monkeypatch.setitem(sys.modules, "claude_agent_sdk", None)  # makes the import fail
     store = make_store()
     await store.append(KEY, _entries(2))
     assert await store.load(KEY) == _entries(2)
-    with pytest.raises(SummariesUnavailableError, match=r"session-store-mongo\[summaries\]"):
+    with pytest.raises(
+        SummariesUnavailableError, match=r"pip install 'claude-agent-sdk>=0\.1\.65'"
+    ):
         await store.list_session_summaries("proj")
     monkeypatch.undo()
     [summary] = await store.list_session_summaries("proj")  # caught up once the SDK is back

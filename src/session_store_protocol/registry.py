@@ -15,6 +15,9 @@ Plugins are modules named by entry points in the ``computeragent.session_stores`
 implement the ``register_session_stores`` hook. They load lazily, once per registry, on the first
 call that needs them. ``SESSION_STORE_PLUGINS`` restricts which load: unset loads all, an empty
 value loads none, ``a,b`` loads only the entry points or distributions named ``a`` and ``b``.
+
+The built-in ``memory`` kind comes with this package itself, whichever distribution ships it:
+its plugin (``builtin``) lists no distribution or version.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pluggy
@@ -45,7 +48,6 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "computeragent.session_stores"
 PLUGINS_ENV_VAR = "SESSION_STORE_PLUGINS"
-DISTRIBUTION = "session-store-mongo"
 BUILTIN_PLUGIN = "builtin"
 EXPLICIT = "explicit"
 """The plugin name recorded for kinds registered with ``StoreRegistry.register``."""
@@ -72,17 +74,20 @@ class PluginFailure:
     error: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Registration:
+    """What the registry knows of a kind: who builds it, and which plugin registered it."""
+
     builder: Builder
     plugin: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Source:
+    """Where a loaded plugin came from."""
+
     distribution: str | None = None
     version: str | None = None
-    kinds: list[str] = field(default_factory=list)
 
 
 class _BuiltinPlugin:
@@ -103,13 +108,6 @@ class _BuiltinPlugin:
     @hookimpl
     def register_session_stores(self, register: hookspecs.Register) -> None:
         register("memory", self.build_memory)
-
-
-def _installed_version(distribution: str) -> str | None:
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 def _group_entry_points() -> Iterable[importlib.metadata.EntryPoint]:
@@ -143,6 +141,7 @@ class StoreRegistry:
         self._entry_points = entry_points
         self._environ = os.environ if environ is None else environ
         self._registrations: dict[str, _Registration] = {}
+        """The one map of kinds: kind -> (builder, plugin). Kinds per plugin derive from it."""
         self._sources: dict[str, _Source] = {}
         self._failures: list[PluginFailure] = []
         self._loaded = False
@@ -157,7 +156,7 @@ class StoreRegistry:
             return
         self._loaded = True
         self._manager.register(_BuiltinPlugin(), name=BUILTIN_PLUGIN)
-        self._sources[BUILTIN_PLUGIN] = _Source(DISTRIBUTION, _installed_version(DISTRIBUTION))
+        self._sources[BUILTIN_PLUGIN] = _Source()
         if self._load_entry_points:
             self._load_group()
         try:
@@ -227,7 +226,20 @@ class StoreRegistry:
                 f"and plugin {plugin!r}"
             )
         self._registrations[kind] = _Registration(builder, plugin)
-        self._sources.setdefault(plugin, _Source()).kinds.append(kind)
+        self._sources.setdefault(plugin, _Source())
+
+    def _registration(self, kind: str) -> _Registration:
+        """The one lookup of a kind, for ``builder`` and ``plugin_for``."""
+        self._ensure_loaded()
+        registration = self._registrations.get(kind)
+        if registration is None:
+            raise UnknownKindError(kind, self._registrations)
+        return registration
+
+    def _info(self, plugin: str) -> PluginInfo:
+        source = self._sources[plugin]
+        kinds = tuple(k for k, r in self._registrations.items() if r.plugin == plugin)
+        return PluginInfo(plugin, source.distribution, source.version, kinds)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -243,9 +255,8 @@ class StoreRegistry:
             DuplicateKindError: The kind exists and ``replace`` is false.
         """
         self._ensure_loaded()
-        existing = self._registrations.pop(kind, None) if replace else None
-        if existing is not None:
-            self._sources[existing.plugin].kinds.remove(kind)
+        if replace:
+            self._registrations.pop(kind, None)
         self._add(kind, builder, EXPLICIT)
 
     def add_plugin(self, plugin: object, name: str) -> None:
@@ -265,8 +276,8 @@ class StoreRegistry:
     def remove_plugin(self, name: str) -> None:
         """Unregister a plugin added with ``add_plugin`` and drop the kinds it registered."""
         self._ensure_loaded()
-        source = self._sources.pop(name, None)
-        for kind in source.kinds if source else ():
+        self._sources.pop(name, None)
+        for kind in [k for k, r in self._registrations.items() if r.plugin == name]:
             del self._registrations[kind]
         if self._manager.has_plugin(name):
             self._manager.unregister(name=name)
@@ -282,11 +293,7 @@ class StoreRegistry:
         Raises:
             UnknownKindError: No plugin offers it; the message lists the kinds that exist.
         """
-        self._ensure_loaded()
-        registration = self._registrations.get(kind)
-        if registration is None:
-            raise UnknownKindError(kind, self._registrations)
-        return registration.builder
+        return self._registration(kind).builder
 
     def build(self, config: Mapping[str, Any]) -> SessionStore:
         """Build a store from a wire config ``{"kind": ..., "options": {...} | None}``.
@@ -316,10 +323,7 @@ class StoreRegistry:
     def plugins(self) -> list[PluginInfo]:
         """List the plugins that loaded, with distribution, version and kinds."""
         self._ensure_loaded()
-        return [
-            PluginInfo(name, source.distribution, source.version, tuple(source.kinds))
-            for name, source in sorted(self._sources.items())
-        ]
+        return [self._info(name) for name in sorted(self._sources)]
 
     def failures(self) -> list[PluginFailure]:
         """List the plugins that failed to import or register, with their errors."""
@@ -332,11 +336,4 @@ class StoreRegistry:
         Raises:
             UnknownKindError: No plugin offers it.
         """
-        self._ensure_loaded()
-        registration = self._registrations.get(kind)
-        if registration is None:
-            raise UnknownKindError(kind, self._registrations)
-        source = self._sources[registration.plugin]
-        return PluginInfo(
-            registration.plugin, source.distribution, source.version, tuple(source.kinds)
-        )
+        return self._info(self._registration(kind).plugin)

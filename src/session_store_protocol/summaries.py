@@ -17,7 +17,9 @@ from .types import SessionKey, SessionStoreEntry, SessionSummaryEntry
 
 __all__ = ["INSTALL_HINT", "Fold", "load_fold", "optional_fold", "summaries_available"]
 
-INSTALL_HINT = "pip install 'session-store-mongo[summaries]'"
+INSTALL_HINT = "pip install 'claude-agent-sdk>=0.1.65'"
+"""What to install for summaries: the SDK that owns the fold, at the version this contract
+mirrors (named directly, whichever distribution ships this package)."""
 
 Fold = Callable[
     [SessionSummaryEntry | None, SessionKey, list[SessionStoreEntry]], SessionSummaryEntry
