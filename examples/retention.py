@@ -5,10 +5,10 @@ Run it against any MongoDB (``--once`` prunes once and exits; without it, it pru
 
     MONGO_URL=mongodb://localhost:27017 python examples/retention.py --days 30 --once
 
-To have something to prune, it first writes two sessions, then backdates one of them by editing
-``mtime`` in the ``sessions`` collection directly, as if nobody had touched it for ``--days + 1``
-days. ``prune_inactive`` deletes whole idle sessions (main and subagent transcripts); it never
-expires single entries, which would truncate a live transcript.
+To have something to prune, it first writes two sessions, then backdates one of them with
+``set_mtime`` (the store's way to keep a transcript's original time), as if nobody had touched
+it for ``--days + 1`` days. ``prune_inactive`` deletes whole idle sessions (main and subagent
+transcripts); it never expires single entries, which would truncate a live transcript.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pymongo import AsyncMongoClient
-
 from session_store_mongo import MongoSessionStore
 from session_store_protocol import SessionKey
 
@@ -31,20 +29,17 @@ IDLE_SESSION: SessionKey = {"project_key": PROJECT_KEY, "session_id": "idle-sess
 ACTIVE_SESSION: SessionKey = {"project_key": PROJECT_KEY, "session_id": "active-session"}
 
 
-async def write_sessions(store: MongoSessionStore, url: str, idle_for: timedelta) -> None:
+async def write_sessions(store: MongoSessionStore, idle_for: timedelta) -> None:
     """Write an active session and an idle one (with a subagent transcript), then backdate it."""
     prompt: Any = {"type": "user", "uuid": "u1", "message": "Summarize the open issues"}
     for key in (IDLE_SESSION, ACTIVE_SESSION):
         await store.append(key, [prompt])
-    await store.append({**IDLE_SESSION, "subpath": "subagents/agent-1"}, [prompt])
+    idle_subagent: SessionKey = {**IDLE_SESSION, "subpath": "subagents/agent-1"}
+    await store.append(idle_subagent, [prompt])
     # A demo shortcut: real sessions become idle by not being written to.
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
-    try:
-        sessions = client[store.database]["sessions"]
-        backdated = datetime.now(timezone.utc) - idle_for - timedelta(days=1)
-        await sessions.update_many(dict(IDLE_SESSION), {"$set": {"mtime": backdated}})
-    finally:
-        await client.close()
+    backdated = datetime.now(timezone.utc) - idle_for - timedelta(days=1)
+    for key in (IDLE_SESSION, idle_subagent):
+        await store.set_mtime(key, backdated)
 
 
 async def prune_on_schedule(
@@ -64,7 +59,7 @@ async def run(database: str, days: int, every: float, once: bool) -> None:
     url = os.environ["MONGO_URL"]
     idle_for = timedelta(days=days)
     async with MongoSessionStore.from_url(url, database=database) as store:
-        await write_sessions(store, url, idle_for)
+        await write_sessions(store, idle_for)
         before = sorted(s["session_id"] for s in await store.list_sessions(PROJECT_KEY))
         print(f"sessions before: {before}")
         await prune_on_schedule(store, idle_for, every, once)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from tests.support import FIXTURES, StoreFactory, unique_name
+    from tests.support import FIXTURES, StoreFactory, store_collection, unique_name
 """
 
 from __future__ import annotations
@@ -10,11 +10,23 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from session_store_mongo import MongoSessionStore
 from session_store_protocol import SessionStore
 
-__all__ = ["FIXTURES", "IN_CI", "MONGO_URL", "REPO_ROOT", "StoreFactory", "unique_name"]
+__all__ = [
+    "FIXTURES",
+    "IN_CI",
+    "MONGO_URL",
+    "REPO_ROOT",
+    "StoreFactory",
+    "predecessor_document",
+    "store_collection",
+    "unique_name",
+]
 
 MONGO_URL = os.environ.get("MONGO_URL")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -27,3 +39,20 @@ StoreFactory = Callable[[], SessionStore]
 def unique_name(prefix: str = "t") -> str:
     """A database or session name no other test uses."""
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def store_collection(client: Any, store: MongoSessionStore, name: str) -> Any:
+    """The store's collection ``name`` (``entries``, ``sessions`` or ``entry_chunks``)."""
+    return client[store.database][store.collection_prefix + name]
+
+
+def predecessor_document(
+    session_id: str, project_key: str, entries: list[Any], updated_at: datetime
+) -> dict[str, Any]:
+    """One session as ``@open-gitagent/session-store-mongo`` 0.2 stored it."""
+    return {
+        "_id": session_id,
+        "projectKey": project_key,
+        "entries": entries,
+        "updatedAt": updated_at,
+    }

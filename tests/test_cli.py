@@ -16,7 +16,7 @@ import pytest
 from pymongo import MongoClient
 from typer.testing import CliRunner, Result
 
-from session_store_mongo import MongoSessionStore
+from session_store_mongo import DEFAULT_COLLECTION_PREFIX, MongoSessionStore
 from session_store_mongo.cli import INSTALL_HINT, main
 from session_store_mongo.cli.app import app
 from session_store_mongo.cli.layout import compute_project_key
@@ -369,8 +369,10 @@ def test_ensure_indexes_creates_the_indexes(cli: LiveCli) -> None:
     assert result.exit_code == 0, result.output
     client: MongoClient[Any] = MongoClient(cli.url)
     try:
-        names = set(client[cli.database]["entries"].index_information())
-        names |= set(client[cli.database]["sessions"].index_information())
+        names = set(client[cli.database][f"{DEFAULT_COLLECTION_PREFIX}entries"].index_information())
+        names |= set(
+            client[cli.database][f"{DEFAULT_COLLECTION_PREFIX}sessions"].index_information()
+        )
     finally:
         client.close()
     assert {"entry_seq", "entry_dedupe", "session_key", "session_mtime"} <= names

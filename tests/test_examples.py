@@ -71,11 +71,13 @@ async def test_demo_writes_resumes_and_lists_with_the_cli(
     cli_part = out.split("Step 4.", 1)[1]
     assert f"show {session_id}" in cli_part
     assert cli_part.count("CI fails on Node 18") >= 2  # in `list`, and in `show`
-    assert f"database '{name}', collections entries, entry_chunks, sessions" in out
+    collections = "session_store_entries, session_store_entry_chunks, session_store_sessions"
+    assert f"database '{name}', collections {collections}" in out
     password = re.search(r"://[^:/@]*:([^@/]+)@", mongo_url)
     if password:
         assert password[1] not in out
-    stored = await live_client[name]["sessions"].count_documents({"session_id": session_id})
+    sessions = live_client[name]["session_store_sessions"]
+    stored = await sessions.count_documents({"session_id": session_id})
     assert stored == 2  # the main transcript and the subagent's
 
 

@@ -17,7 +17,11 @@ from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
-from session_store_mongo import MongoSessionStore, mongo_session_store_builder
+from session_store_mongo import (
+    DEFAULT_COLLECTION_PREFIX,
+    MongoSessionStore,
+    mongo_session_store_builder,
+)
 from session_store_mongo.plugin import register_session_stores
 from session_store_protocol import (
     InvalidStoreOptionsError,
@@ -28,7 +32,7 @@ from session_store_protocol import (
     StoreUnavailableError,
     SummariesUnavailableError,
 )
-from tests.support import REPO_ROOT, StoreFactory, unique_name
+from tests.support import REPO_ROOT, StoreFactory, store_collection, unique_name
 
 KEY: SessionKey = {"project_key": "proj", "session_id": "sess"}
 SUB: SessionKey = {"project_key": "proj", "session_id": "sess", "subpath": "subagents/agent-1"}
@@ -107,8 +111,15 @@ async def test_load_is_one_sorted_indexed_query(
 async def test_storage_layout(live_store: MongoSessionStore, live_client: Any) -> None:
     """Entries are queryable documents; only odd entries are escaped; indexes are named."""
     await live_store.append(KEY, [{"type": "user", "uuid": "u1"}, {"type": "x", "$odd": 1}])
-    db = live_client[live_store.database]
-    docs = await db.entries.find({}, {"_id": 0}).sort("seq", 1).to_list(None)
+    names = await live_client[live_store.database].list_collection_names()
+    assert sorted(names) == [
+        "session_store_entries",
+        "session_store_entry_chunks",
+        "session_store_sessions",
+    ]
+    entries = store_collection(live_client, live_store, "entries")
+    sessions = store_collection(live_client, live_store, "sessions")
+    docs = await entries.find({}, {"_id": 0}).sort("seq", 1).to_list(None)
     assert docs[0] == {
         "project_key": "proj",
         "session_id": "sess",
@@ -119,12 +130,12 @@ async def test_storage_layout(live_store: MongoSessionStore, live_client: Any) -
     }
     assert docs[1]["escaped"] is True
     assert docs[1]["entry"] == {"type": "x", "%24odd": 1}
-    assert await db.entries.count_documents({"entry.type": "user"}) == 1
-    session = await db.sessions.find_one({"session_id": "sess"})
+    assert await entries.count_documents({"entry.type": "user"}) == 1
+    session = await sessions.find_one({"session_id": "sess"})
     assert (session["seq"], session["count"], session["landed"]) == (2, 2, 2)
-    entry_indexes = {i["name"] for i in await (await db.entries.list_indexes()).to_list(None)}
+    entry_indexes = {i["name"] for i in await (await entries.list_indexes()).to_list(None)}
     assert {"entry_seq", "entry_dedupe"} <= entry_indexes
-    session_indexes = {i["name"] for i in await (await db.sessions.list_indexes()).to_list(None)}
+    session_indexes = {i["name"] for i in await (await sessions.list_indexes()).to_list(None)}
     assert {"session_key", "session_mtime"} <= session_indexes
 
 
@@ -150,7 +161,7 @@ async def test_abandoned_reservation_does_not_freeze_summaries(
 ) -> None:
     """A writer that reserved and died is taken as abandoned after the lease; summaries move on."""
     await live_store.append(KEY, [{"type": "user", "uuid": "a", "customTitle": "one"}])
-    sessions = live_client[live_store.database].sessions
+    sessions = store_collection(live_client, live_store, "sessions")
     await sessions.update_one({"subpath": ""}, {"$inc": {"seq": 5}})  # a writer that died
     await live_store.append(KEY, [{"type": "user", "uuid": "b", "customTitle": "two"}])
     [summary] = await live_store.list_session_summaries("proj")
@@ -171,7 +182,7 @@ async def test_counter_behind_entries_is_repaired(
 ) -> None:
     """If the counter falls behind stored entries, append says so, repairs it, and retry works."""
     await live_store.append(SUB, _entries(3))
-    sessions = live_client[live_store.database].sessions
+    sessions = store_collection(live_client, live_store, "sessions")
     await sessions.update_one({"subpath": SUB["subpath"]}, {"$set": {"seq": 0}})
     with pytest.raises(StoreUnavailableError, match="repaired"):
         await live_store.append(SUB, _entries(2, start=3))
@@ -188,7 +199,7 @@ async def test_delete_keeps_the_counter(live_store: MongoSessionStore, live_clie
     assert await live_store.list_sessions("proj") == []
     assert await live_store.size(KEY) == 0
     await live_store.append(KEY, _entries(1, prefix="again"))
-    doc = await live_client[live_store.database].entries.find_one({})
+    doc = await store_collection(live_client, live_store, "entries").find_one({})
     assert doc["seq"] == 4
     [summary] = await live_store.list_session_summaries("proj")
     assert summary["data"] == fold_session_summary(None, KEY, _entries(1, prefix="again"))["data"]
@@ -220,7 +231,7 @@ async def test_size_stats_and_prune(live_store: MongoSessionStore, live_client: 
     assert (stats.sessions, stats.transcripts, stats.entries) == (2, 4, 10)
     assert stats.largest[0]["session_id"] in ("sess", "idle")
     old = datetime.now(timezone.utc) - timedelta(days=40)
-    sessions = live_client[live_store.database].sessions
+    sessions = store_collection(live_client, live_store, "sessions")
     await sessions.update_many({"session_id": "idle"}, {"$set": {"mtime": old}})
     expected = [{"project_key": "proj", "session_id": "idle"}]
     assert await live_store.prune_inactive(timedelta(days=30), dry_run=True) == expected
@@ -274,11 +285,12 @@ async def test_create_indexes_false_leaves_indexes_to_the_operator(
     store = MongoSessionStore(url=mongo_url, database=database, create_indexes=False)
     try:
         await store.append(SUB, _entries(1))
-        names = {i["name"] async for i in await live_client[database].entries.list_indexes()}
+        entries = store_collection(live_client, store, "entries")
+        names = {i["name"] async for i in await entries.list_indexes()}
         assert names == {"_id_"}
         await store.ensure_indexes()
         await store.ensure_indexes()
-        names = {i["name"] async for i in await live_client[database].entries.list_indexes()}
+        names = {i["name"] async for i in await entries.list_indexes()}
         assert {"entry_seq", "entry_dedupe"} <= names
     finally:
         await live_client.drop_database(database)
@@ -286,7 +298,8 @@ async def test_create_indexes_false_leaves_indexes_to_the_operator(
 
 
 async def _index_names(client: Any, database: str) -> set[str]:
-    return {i["name"] async for i in await client[database].entries.list_indexes()}
+    entries = client[database][f"{DEFAULT_COLLECTION_PREFIX}entries"]
+    return {i["name"] async for i in await entries.list_indexes()}
 
 
 @pytest.mark.live

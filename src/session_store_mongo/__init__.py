@@ -14,10 +14,17 @@ Or let a harness discover it: ``StoreRegistry().build({"kind": "mongo"})`` with 
 from __future__ import annotations
 
 from .builder import MongoStoreBuilder, mongo_session_store_builder, validate_database_name
-from .store import DEFAULT_CLIENT_OPTIONS, DEFAULT_DATABASE, MongoSessionStore, StoreStats
+from .store import (
+    DEFAULT_CLIENT_OPTIONS,
+    DEFAULT_COLLECTION_PREFIX,
+    DEFAULT_DATABASE,
+    MongoSessionStore,
+    StoreStats,
+)
 
 __all__ = [
     "DEFAULT_CLIENT_OPTIONS",
+    "DEFAULT_COLLECTION_PREFIX",
     "DEFAULT_DATABASE",
     "MongoSessionStore",
     "MongoStoreBuilder",

@@ -28,13 +28,14 @@ from typing import Any
 from session_store_protocol.errors import InvalidStoreOptionsError
 
 from .client import Connection
-from .store import DEFAULT_DATABASE, MongoSessionStore
+from .store import DEFAULT_COLLECTION_PREFIX, DEFAULT_DATABASE, MongoSessionStore
 
 __all__ = [
     "SERVER_OPTIONS",
     "WIRE_OPTIONS",
     "MongoStoreBuilder",
     "mongo_session_store_builder",
+    "validate_collection_prefix",
     "validate_database_name",
 ]
 
@@ -81,7 +82,12 @@ def validate_database_name(name: object) -> str:
     return name
 
 
-def _validate_prefix(prefix: object) -> str:
+def validate_collection_prefix(prefix: object) -> str:
+    """Return ``prefix`` if it is at most 48 letters, digits, ``_`` or ``-`` (``""`` included).
+
+    Raises:
+        InvalidStoreOptionsError: Anything else.
+    """
     if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
         raise InvalidStoreOptionsError(
             "collection_prefix must be at most 48 letters, digits, '_' or '-'"
@@ -125,7 +131,9 @@ class MongoStoreBuilder:
             raise InvalidStoreOptionsError("allowed_database_prefix must be a non-empty string")
         self._allowed_prefix: str | None = prefix
         self._database = validate_database_name(settings.pop("database", DEFAULT_DATABASE))
-        self._collection_prefix = _validate_prefix(settings.pop("collection_prefix", ""))
+        self._collection_prefix = validate_collection_prefix(
+            settings.pop("collection_prefix", DEFAULT_COLLECTION_PREFIX)
+        )
         self._url: str | None = settings.pop("url", None)
         self._client: Any = settings.pop("client", None)
         self._client_options: Mapping[str, Any] = settings.pop("client_options", None) or {}
@@ -176,7 +184,7 @@ class MongoStoreBuilder:
         if "database" in wire:
             database = validate_database_name(wire["database"])
             self._check_allowed(database)
-        prefix = _validate_prefix(wire.get("collection_prefix", self._collection_prefix))
+        prefix = validate_collection_prefix(wire.get("collection_prefix", self._collection_prefix))
         return MongoSessionStore(
             connection=self._shared_connection(),
             database=database,

@@ -185,6 +185,8 @@ class ClientFacts:
 
     indexed: set[tuple[str, str]] = field(default_factory=set)
     """The ``(database, collection_prefix)`` pairs whose indexes were ensured through it."""
+    owned: set[tuple[str, str]] = field(default_factory=set)
+    """The ``(database, collection_prefix)`` pairs whose collections passed the ownership check."""
     max_bson: int | None = None
     """The server's document size limit, once asked."""
 

@@ -4,11 +4,12 @@ Usage::
 
     from session_store_mongo.layout import Collections, key_fields
 
-    collections = Collections.of(client, "computeragent_sessions", prefix="")
+    collections = Collections.of(client, "computeragent_sessions", DEFAULT_COLLECTION_PREFIX)
     await collections.ensure_indexes()
     await collections.entries.find_one(key_fields({"project_key": "p", "session_id": "s"}))
 
-Collections (``{prefix}`` is the store's ``collection_prefix``, empty by default):
+Collections (``{prefix}`` is the store's ``collection_prefix``, ``session_store_`` by default,
+so that no common application's ``sessions`` is ours; ``""`` gives version 0.1's names):
 
 - ``{prefix}entries``: one document per entry: ``project_key``, ``session_id``, ``subpath``
   (``""`` for the main transcript), ``seq`` (reserved on the server), ``dedupe`` (the entry's
@@ -23,6 +24,8 @@ Collections (``{prefix}`` is the store's ``collection_prefix``, empty by default
   ``chunk_part`` on (key, ``seq``, ``part``).
 
 Every index and query starts with ``project_key, session_id``, a valid shard key for all three.
+A store creates indexes on and writes into them only once ``ownership`` has checked that they
+are empty or hold only its own documents.
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ from pymongo import ASCENDING, IndexModel
 
 from session_store_protocol.types import SessionKey, key_parts
 
-__all__ = ["KEY_INDEX", "Collections", "key_fields"]
+__all__ = ["DEFAULT_COLLECTION_PREFIX", "KEY_INDEX", "Collections", "key_fields"]
+
+DEFAULT_COLLECTION_PREFIX = "session_store_"
+"""Keeps the store's collections apart from common names such as another application's
+``sessions`` (or the predecessor's, in the same default database)."""
 
 KEY_INDEX: Sequence[tuple[str, int]] = [
     ("project_key", ASCENDING),

@@ -15,7 +15,8 @@ Usage::
 This module is the public API; each concept lives in a module named after it: ``layout``
 (collections, indexes, key fields), ``client`` (the driver client, error translation),
 ``codec`` (entries to BSON and chunks), ``append`` (reserve, insert, settle), ``summary``
-(folding and catching up summaries) and ``reader`` (loading a transcript in order).
+(folding and catching up summaries), ``reader`` (loading a transcript in order) and
+``ownership`` (writing only into collections that hold nothing but the store's own data).
 """
 
 from __future__ import annotations
@@ -49,7 +50,8 @@ from .append import Appender
 from .client import DEFAULT_CLIENT_OPTIONS, Connection, client_facts
 from .codec import epoch_ms
 from .driver import maybe_await
-from .layout import Collections, key_fields
+from .layout import DEFAULT_COLLECTION_PREFIX, Collections, key_fields
+from .ownership import check_owned
 from .reader import read_entries
 from .summary import DEFAULT_LEASE_MS, Summaries, summary_view
 
@@ -60,6 +62,7 @@ else:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_CLIENT_OPTIONS",
+    "DEFAULT_COLLECTION_PREFIX",
     "DEFAULT_DATABASE",
     "MongoSessionStore",
     "StoreStats",
@@ -96,7 +99,7 @@ class MongoSessionStore:
         url: str | None = None,
         connection: Connection | None = None,
         database: str = DEFAULT_DATABASE,
-        collection_prefix: str = "",
+        collection_prefix: str = DEFAULT_COLLECTION_PREFIX,
         client_options: Mapping[str, Any] | None = None,
         create_indexes: bool = True,
         max_entry_bytes: int | None = None,
@@ -111,7 +114,7 @@ class MongoSessionStore:
                 whoever created it closes it.
             database: Database holding the collections.
             collection_prefix: Prepended to the collection names (``entries``, ``sessions``,
-                ``entry_chunks``).
+                ``entry_chunks``); ``""`` gives the names of version 0.1.
             client_options: Extra ``AsyncMongoClient`` keyword arguments (only with ``url``).
             create_indexes: Create missing indexes on first use; turn off where the
                 application user may not, and run ``ensure_indexes()`` or the CLI instead.
@@ -162,6 +165,11 @@ class MongoSessionStore:
         return self._database
 
     @property
+    def collection_prefix(self) -> str:
+        """What precedes ``entries``, ``sessions`` and ``entry_chunks`` in collection names."""
+        return self._prefix
+
+    @property
     def hosts(self) -> str:
         """The hosts this store talks to, without credentials (for messages and logs)."""
         return self._connection.hosts
@@ -205,14 +213,27 @@ class MongoSessionStore:
             await self._ready()
 
     async def ensure_indexes(self) -> None:
-        """Create the store's indexes; idempotent, safe to run from many processes at once."""
+        """Create the store's indexes; idempotent, safe to run from many processes at once.
+
+        Raises:
+            ForeignCollectionError: A collection holds documents the store did not write;
+                no index was created.
+        """
+        await self._check_ownership()
         with self._operation("ensure_indexes"):
             await self._collections.ensure_indexes()
         client_facts(self._connection.client).indexed.add((self._database, self._prefix))
 
+    async def _check_ownership(self) -> None:
+        with self._operation("ownership check"):
+            await check_owned(self._collections)
+        client_facts(self._connection.client).owned.add((self._database, self._prefix))
+
     async def _ready(self) -> int:
-        """Create indexes once per client and database, and learn the document size limit."""
+        """Once per client, database and prefix: check ownership, create indexes, learn limits."""
         facts = client_facts(self._connection.client)
+        if (self._database, self._prefix) not in facts.owned:
+            await self._check_ownership()
         if self._create_indexes and (self._database, self._prefix) not in facts.indexed:
             await self.ensure_indexes()
         if facts.max_bson is None:
@@ -310,6 +331,32 @@ class MongoSessionStore:
             await self._ready()
             doc = await self._collections.sessions.find_one(ident, {"count": 1})
         return int(doc["count"]) if doc else 0
+
+    async def set_mtime(self, key: SessionKey, mtime: datetime) -> bool:
+        """Set a stored transcript's last-write time, as listings, summaries and retention see it.
+
+        For migrations and restores that keep a transcript's original time
+        (``session-store-mongo migrate`` sets the predecessor's ``updatedAt``). The next append
+        sets it to the server's clock again.
+
+        Args:
+            key: The transcript.
+            mtime: The time; a naive ``datetime`` is taken as UTC.
+
+        Returns:
+            Whether the transcript exists (a key never written stays unknown).
+
+        Raises:
+            InvalidKeyError: Malformed key.
+            InvalidStoreOptionsError: ``mtime`` is not a ``datetime``.
+        """
+        ident = key_fields(validate_key(key))
+        if not isinstance(mtime, datetime):
+            raise InvalidStoreOptionsError(f"mtime must be a datetime, got {type(mtime).__name__}")
+        with self._operation("set_mtime"):
+            await self._ready()
+            result = await self._collections.sessions.update_one(ident, {"$set": {"mtime": mtime}})
+        return bool(result.matched_count)
 
     # -- deletion and retention ------------------------------------------------------------
 

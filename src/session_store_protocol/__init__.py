@@ -23,6 +23,7 @@ from __future__ import annotations
 from .errors import (
     DuplicateKindError,
     EntryTooLargeError,
+    ForeignCollectionError,
     InvalidEntryError,
     InvalidKeyError,
     InvalidStoreOptionsError,
@@ -59,6 +60,7 @@ __all__ = [
     "Builder",
     "DuplicateKindError",
     "EntryTooLargeError",
+    "ForeignCollectionError",
     "InMemorySessionStore",
     "InvalidEntryError",
     "InvalidKeyError",

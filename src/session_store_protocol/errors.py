@@ -17,6 +17,7 @@ from collections.abc import Iterable
 __all__ = [
     "DuplicateKindError",
     "EntryTooLargeError",
+    "ForeignCollectionError",
     "InvalidEntryError",
     "InvalidKeyError",
     "InvalidStoreOptionsError",
@@ -51,6 +52,10 @@ class InvalidStoreOptionsError(SessionStoreError, ValueError):
 
 class StoreUnavailableError(SessionStoreError, ConnectionError):
     """The backend could not be reached or failed an operation; the message names the host."""
+
+
+class ForeignCollectionError(SessionStoreError):
+    """A collection the store would write holds data it did not write; nothing was touched."""
 
 
 class StoreClosedError(SessionStoreError, RuntimeError):

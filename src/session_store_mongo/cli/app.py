@@ -38,9 +38,9 @@ from session_store_protocol.errors import (
 )
 from session_store_protocol.types import SessionKey
 
-from ..builder import validate_database_name
+from ..builder import validate_collection_prefix, validate_database_name
 from ..redact import password_of_url, redact_text
-from ..store import DEFAULT_DATABASE, MongoSessionStore
+from ..store import DEFAULT_COLLECTION_PREFIX, DEFAULT_DATABASE, MongoSessionStore
 from .importer import Importer, ImportReport
 from .layout import (
     LayoutError,
@@ -87,6 +87,7 @@ class Settings:
 
     url: str | None
     database: str
+    collection_prefix: str
     project: str | None
     timeout: float | None
     out: Console = field(default_factory=Console)
@@ -135,9 +136,11 @@ def _with_store(
 
     async def run() -> T:
         validate_database_name(settings.database)
+        validate_collection_prefix(settings.collection_prefix)
         store = MongoSessionStore(
             url=url,
             database=settings.database,
+            collection_prefix=settings.collection_prefix,
             client_options=_client_options(settings.timeout),
             create_indexes=create_indexes,
         )
@@ -168,6 +171,14 @@ def configure(
     database: Annotated[
         str, typer.Option(envvar="MONGO_DATABASE", show_envvar=True, help="Database name.")
     ] = DEFAULT_DATABASE,
+    collection_prefix: Annotated[
+        str,
+        typer.Option(
+            envvar="MONGO_COLLECTION_PREFIX",
+            show_envvar=True,
+            help="Prefix of the store's collection names ('' for version 0.1's).",
+        ),
+    ] = DEFAULT_COLLECTION_PREFIX,
     project: Annotated[
         str | None,
         typer.Option(help="Project key (default: the current directory's, as the SDK derives it)."),
@@ -178,7 +189,13 @@ def configure(
     ] = None,
 ) -> None:
     """Import, inspect, export and prune Claude Code transcripts in a MongoDB session store."""
-    ctx.obj = Settings(url=url, database=database, project=project, timeout=timeout)
+    ctx.obj = Settings(
+        url=url,
+        database=database,
+        collection_prefix=collection_prefix,
+        project=project,
+        timeout=timeout,
+    )
 
 
 def _parse_duration(text: str) -> timedelta:
