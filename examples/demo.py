@@ -7,7 +7,9 @@ by hand against any MongoDB::
 
 Every step prints what happens. The script re-runs itself as separate OS processes
 (``--write SESSION_ID`` and ``--resume SESSION_ID``), each resolving the store from the same
-wire config through plugin discovery, as separate harness processes would.
+wire config through plugin discovery, as separate harness processes would. The database is the
+harness's own setting (``MONGO_DATABASE``, like ``MONGO_URL``): a wire config cannot choose one
+unless the server allows it.
 """
 
 from __future__ import annotations
@@ -122,18 +124,18 @@ def conversation(session_id: str) -> tuple[list[SessionStoreEntry], list[Session
     return [*main_entries, title], subagent_entries
 
 
-def resolve_store(database: str) -> SessionStore:
+def resolve_store() -> SessionStore:
     """Resolve the store the way a harness does: from a wire config, through discovery."""
-    return StoreRegistry().build({"kind": "mongo", "options": {"database": database}})
+    return StoreRegistry().build({"kind": "mongo"})
 
 
 def main_key(session_id: str) -> SessionKey:
     return {"project_key": PROJECT_KEY, "session_id": session_id}
 
 
-async def write_conversation(database: str, session_id: str) -> None:
+async def write_conversation(session_id: str) -> None:
     """Process A: write the conversation as the SDK mirrors it, batch by batch."""
-    store = resolve_store(database)
+    store = resolve_store()
     main_entries, subagent_entries = conversation(session_id)
     key = main_key(session_id)
     print(f"  [writer pid {os.getpid()}] session {session_id}, project {PROJECT_KEY}")
@@ -170,9 +172,9 @@ def describe(entry: SessionStoreEntry) -> str:
     return f"{raw['type']}: " + "  ".join(parts)
 
 
-async def resume_conversation(database: str, session_id: str) -> None:
+async def resume_conversation(session_id: str) -> None:
     """Process B: find the session by id and print it, subagent transcripts included."""
-    store = resolve_store(database)
+    store = resolve_store()
     key = main_key(session_id)
     entries = await store.load(key)
     if entries is None:
@@ -221,10 +223,10 @@ def discover(database: str) -> None:
     plugin = registry.plugin_for("mongo")
     print(
         f"  kind 'mongo' is provided by plugin {plugin.name!r} from distribution "
-        f"{plugin.distribution} {plugin.version} (it reads MONGO_URL)"
+        f"{plugin.distribution} {plugin.version} (it reads MONGO_URL and MONGO_DATABASE)"
     )
-    store = registry.build({"kind": "mongo", "options": {"database": database}})
-    print(f"  built {type(store).__name__} for database {database!r}")
+    store = registry.build({"kind": "mongo"})
+    print(f"  built {type(store).__name__} for database {database!r} (MONGO_DATABASE)")
 
 
 def demo(url: str, database: str) -> None:
@@ -265,14 +267,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     role.add_argument("--resume", metavar="SESSION_ID", help="(child) read the session back")
     args = parser.parse_args(argv)
     url = os.environ.get("MONGO_URL")
+    os.environ["MONGO_DATABASE"] = args.database  # server-side, inherited by the child processes
     if not url:
         print("MONGO_URL is not set: run `make demo` (it starts a local server)", file=sys.stderr)
         return 2
     try:
         if args.write:
-            asyncio.run(write_conversation(args.database, args.write))
+            asyncio.run(write_conversation(args.write))
         elif args.resume:
-            asyncio.run(resume_conversation(args.database, args.resume))
+            asyncio.run(resume_conversation(args.resume))
         else:
             demo(url, args.database)
     except (SessionStoreError, RuntimeError) as exc:

@@ -1,10 +1,9 @@
-"""Mongo store specifics: layout, round trips, summaries catching up, builder, lifecycle."""
+"""Mongo store specifics: layout, round trips, summaries catching up, lifecycle."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
@@ -14,21 +13,12 @@ import pytest
 from claude_agent_sdk import fold_session_summary
 from mongomock_motor import AsyncMongoMockClient
 from pymongo import AsyncMongoClient, monitoring
-from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import OperationFailure
 
-from session_store_mongo import (
-    DEFAULT_COLLECTION_PREFIX,
-    MongoSessionStore,
-    mongo_session_store_builder,
-)
-from session_store_mongo.plugin import register_session_stores
+from session_store_mongo import DEFAULT_COLLECTION_PREFIX, MongoSessionStore
 from session_store_protocol import (
     InvalidStoreOptionsError,
     SessionKey,
-    StoreAuthenticationError,
     StoreClosedError,
-    StoreRegistry,
     StoreUnavailableError,
     SummariesUnavailableError,
 )
@@ -329,25 +319,6 @@ async def test_indexes_are_remembered_per_client_identity(mongo_url: str) -> Non
         await second.close()
 
 
-async def test_builder_stores_scrub_the_password_from_driver_errors(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """A store built by the builder scrubs the URL's password from any driver message."""
-
-    async def echoing(*args: Any, **kwargs: Any) -> None:
-        raise OperationFailure("authentication failed for pw-SECRET-2", code=18)
-
-    monkeypatch.setattr(AsyncDatabase, "command", echoing)
-    builder = mongo_session_store_builder({"url": "mongodb://app:pw-SECRET-2@127.0.0.1:9/"})
-    try:
-        with pytest.raises(StoreAuthenticationError) as caught:
-            await builder(None).connect()
-        assert "127.0.0.1:9" in str(caught.value)
-        assert "pw-SECRET-2" not in str(caught.value)
-    finally:
-        await builder.aclose()
-
-
 def test_constructor_needs_exactly_one_connection_source() -> None:
     """Neither or both of ``client`` and ``url`` is a clear options error."""
     with pytest.raises(InvalidStoreOptionsError):
@@ -388,105 +359,6 @@ async def test_injected_clients_are_named_by_host(mongo_url: str) -> None:
     finally:
         await pymongo_client.close()
         motor_client.close()
-
-
-def test_builder_shares_one_client_across_stores() -> None:
-    """A thousand stores built by one builder use one client: one connection pool."""
-    builder = mongo_session_store_builder({"url": "mongodb://127.0.0.1:9/"})
-    stores = [builder({"database": f"tenant_{i % 7}"}) for i in range(1000)]
-    assert len({id(store.client) for store in stores}) == 1
-    assert {store.database for store in stores} == {f"tenant_{i}" for i in range(7)}
-
-
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"url": "mongodb://evil/"},
-        {"client_options": {"tls": False}},
-        {"database": {"$ne": ""}},
-        {"database": "admin"},
-        {"database": "a.b"},
-        {"database": "x" * 64},
-        {"database": ""},
-        {"collection_prefix": "../x"},
-        {"create_indexes": False},
-        {"max_entry_bytes": 1},
-        {"surprise": 1},
-    ],
-)
-def test_builder_refuses_unsafe_wire_options(options: dict[str, Any]) -> None:
-    """The wire may set only a valid database and collection prefix, nothing else."""
-    builder = mongo_session_store_builder({"url": "mongodb://127.0.0.1:9/"})
-    with pytest.raises(InvalidStoreOptionsError):
-        builder(options)
-
-
-def test_builder_allow_list() -> None:
-    """With an allow-list, wire databases must be listed or carry the allowed prefix."""
-    builder = mongo_session_store_builder(
-        {
-            "url": "mongodb://127.0.0.1:9/",
-            "allowed_databases": ["shared"],
-            "allowed_database_prefix": "tenant_",
-        }
-    )
-    assert builder({"database": "shared"}).database == "shared"
-    assert builder({"database": "tenant_acme"}).database == "tenant_acme"
-    assert builder(None).database == "computeragent_sessions"
-    with pytest.raises(InvalidStoreOptionsError, match="not allowed"):
-        builder({"database": "other"})
-
-
-def test_builder_refuses_unknown_server_settings() -> None:
-    """Server-side defaults are checked too: a typo is an error, not silently ignored."""
-    with pytest.raises(InvalidStoreOptionsError, match="unknown mongo store settings"):
-        mongo_session_store_builder({"uri": "mongodb://h"})
-
-
-def test_plugin_without_url_says_how_to_configure(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kind ``mongo`` with no MONGO_URL and no configured builder is a clear error."""
-    monkeypatch.delenv("MONGO_URL", raising=False)
-    registered: dict[str, Any] = {}
-    register_session_stores(register=registered.__setitem__)
-    fresh_builder = type(registered["mongo"])()
-    with pytest.raises(InvalidStoreOptionsError, match="MONGO_URL"):
-        fresh_builder(None)
-
-
-def test_importing_the_plugin_connects_to_nothing() -> None:
-    """Importing the plugin and building a store open no connection (lazy until first use)."""
-    code = (
-        "import os, socket\n"
-        "os.environ['MONGO_URL'] = 'mongodb://127.0.0.1:9/'\n"
-        "calls = []\n"
-        "real = socket.socket.connect\n"
-        "socket.socket.connect = lambda self, *a: calls.append(a) or real(self, *a)\n"
-        "from session_store_protocol import StoreRegistry\n"
-        "store = StoreRegistry().build({'kind': 'mongo'})\n"
-        "print(type(store).__name__, len(calls))\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
-    )
-    assert result.stdout.split() == ["MongoSessionStore", "0"]
-
-
-@pytest.mark.live
-async def test_registry_builds_a_working_mongo_store(mongo_url: str) -> None:
-    """A harness registers the builder and gets a working store from a wire config."""
-    registry = StoreRegistry()
-    builder = mongo_session_store_builder({"url": mongo_url, "allowed_database_prefix": "t_"})
-    registry.register("mongo", builder, replace=True)
-    database = unique_name("t")
-    store = registry.build({"kind": "mongo", "options": {"database": database}})
-    try:
-        await store.append(KEY, _entries(2))
-        assert await store.load(KEY) == _entries(2)
-    finally:
-        client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url)
-        await client.drop_database(database)
-        await client.close()
-        await builder.aclose()
 
 
 WRITER = """

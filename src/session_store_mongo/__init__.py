@@ -13,7 +13,7 @@ Or let a harness discover it: ``StoreRegistry().build({"kind": "mongo"})`` with 
 
 from __future__ import annotations
 
-from .builder import MongoStoreBuilder, mongo_session_store_builder, validate_database_name
+from .builder import mongo_session_store_builder, validate_database_name
 from .store import (
     DEFAULT_CLIENT_OPTIONS,
     DEFAULT_COLLECTION_PREFIX,
@@ -27,7 +27,6 @@ __all__ = [
     "DEFAULT_COLLECTION_PREFIX",
     "DEFAULT_DATABASE",
     "MongoSessionStore",
-    "MongoStoreBuilder",
     "StoreStats",
     "mongo_session_store_builder",
     "validate_database_name",

@@ -16,7 +16,10 @@ Usage, in a harness (the URL and credentials stay server-side)::
     store = registry.build({"kind": "mongo", "options": {"database": "tenant_acme"}})
 
 Wire options may set only ``database`` and ``collection_prefix``, validated against MongoDB's
-naming rules and the server's allow-list; ``url``, client options and unknown keys are refused.
+naming rules, and only within what the server allows: without an allow-list, the wire cannot
+move the store off its configured database and prefix. ``url``, client options and unknown keys
+are refused. Make a builder with ``mongo_session_store_builder``; ``MongoStoreBuilder`` is its
+type.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ SERVER_OPTIONS = frozenset(
         "collection_prefix",
         "allowed_databases",
         "allowed_database_prefix",
+        "allowed_collection_prefixes",
         "create_indexes",
         "max_entry_bytes",
     }
@@ -98,8 +102,9 @@ def validate_collection_prefix(prefix: object) -> str:
 class MongoStoreBuilder:
     """``builder(options) -> MongoSessionStore``, all stores on one shared client.
 
-    The client is created on the first build and closed by ``aclose()``; stores built here
-    never close it. Building 1,000 stores opens one connection pool, not 1,000.
+    Made by ``mongo_session_store_builder(defaults)``. The client is created on the first build
+    and closed by ``aclose()``; stores built here never close it. Building 1,000 stores opens
+    one connection pool, not 1,000.
     """
 
     def __init__(self, defaults: Mapping[str, Any] | None = None) -> None:
@@ -108,8 +113,10 @@ class MongoStoreBuilder:
         Args:
             defaults: Server-side options (see ``SERVER_OPTIONS``): ``url`` or an injected
                 ``client``, ``client_options``, default ``database`` and ``collection_prefix``,
-                and the allow-list for wire databases: ``allowed_databases`` (names) and/or
-                ``allowed_database_prefix``.
+                the allow-list for wire databases: ``allowed_databases`` (names) and/or
+                ``allowed_database_prefix``, and for wire collection prefixes:
+                ``allowed_collection_prefixes``. Without them the wire may only repeat the
+                defaults.
 
         Raises:
             InvalidStoreOptionsError: Unknown or malformed defaults.
@@ -122,33 +129,47 @@ class MongoStoreBuilder:
             )
         if settings.get("url") is not None and settings.get("client") is not None:
             raise InvalidStoreOptionsError("set url or client, not both")
-        allowed = settings.pop("allowed_databases", None)
-        self._allowed_databases: frozenset[str] | None = (
-            None if allowed is None else frozenset(map(validate_database_name, _names(allowed)))
-        )
-        prefix = settings.pop("allowed_database_prefix", None)
-        if prefix is not None and (not isinstance(prefix, str) or not prefix):
-            raise InvalidStoreOptionsError("allowed_database_prefix must be a non-empty string")
-        self._allowed_prefix: str | None = prefix
         self._database = validate_database_name(settings.pop("database", DEFAULT_DATABASE))
         self._collection_prefix = validate_collection_prefix(
             settings.pop("collection_prefix", DEFAULT_COLLECTION_PREFIX)
         )
+        allowed = _names("allowed_databases", settings.pop("allowed_databases", None) or ())
+        self._allowed_databases = {self._database, *map(validate_database_name, allowed)}
+        prefix = settings.pop("allowed_database_prefix", None)
+        if prefix is not None and (not isinstance(prefix, str) or not prefix):
+            raise InvalidStoreOptionsError("allowed_database_prefix must be a non-empty string")
+        self._allowed_database_prefix: str | None = prefix
+        prefixes = _names(
+            "allowed_collection_prefixes", settings.pop("allowed_collection_prefixes", None) or ()
+        )
+        self._allowed_collection_prefixes = {
+            self._collection_prefix,
+            *map(validate_collection_prefix, prefixes),
+        }
         self._url: str | None = settings.pop("url", None)
         self._client: Any = settings.pop("client", None)
         self._client_options: Mapping[str, Any] = settings.pop("client_options", None) or {}
         self._store_options = settings
         self._connection: Connection | None = None
 
-    def _check_allowed(self, database: str) -> None:
-        if self._allowed_databases is None and self._allowed_prefix is None:
-            return
-        if self._allowed_databases is not None and database in self._allowed_databases:
-            return
-        if self._allowed_prefix is not None and database.startswith(self._allowed_prefix):
-            return
+    def _allowed_database(self, database: str) -> str:
+        if database in self._allowed_databases or (
+            self._allowed_database_prefix is not None
+            and database.startswith(self._allowed_database_prefix)
+        ):
+            return database
         raise InvalidStoreOptionsError(
-            f"database {database!r} is not allowed by this server's configuration"
+            f"database {database!r} is not allowed by this server's configuration (it allows "
+            "only its configured database unless allowed_databases or allowed_database_prefix "
+            "says otherwise)"
+        )
+
+    def _allowed_collection_prefix(self, prefix: str) -> str:
+        if prefix in self._allowed_collection_prefixes:
+            return prefix
+        raise InvalidStoreOptionsError(
+            f"collection_prefix {prefix!r} is not allowed by this server's configuration (it "
+            "allows only its configured prefix unless allowed_collection_prefixes lists more)"
         )
 
     def _shared_connection(self) -> Connection:
@@ -170,7 +191,8 @@ class MongoStoreBuilder:
 
         Raises:
             InvalidStoreOptionsError: An option outside ``WIRE_OPTIONS`` (``url``, client
-                options, anything unknown), a bad value, or a database outside the allow-list.
+                options, anything unknown), a bad value, or a database or collection prefix the
+                server does not allow.
         """
         wire = dict(options or {})
         unknown = set(wire) - WIRE_OPTIONS
@@ -180,11 +202,12 @@ class MongoStoreBuilder:
                 f"a client may set only {sorted(WIRE_OPTIONS)} (URLs and client settings stay "
                 "server-side)"
             )
-        database = self._database
-        if "database" in wire:
-            database = validate_database_name(wire["database"])
-            self._check_allowed(database)
-        prefix = validate_collection_prefix(wire.get("collection_prefix", self._collection_prefix))
+        database = self._allowed_database(
+            validate_database_name(wire.get("database", self._database))
+        )
+        prefix = self._allowed_collection_prefix(
+            validate_collection_prefix(wire.get("collection_prefix", self._collection_prefix))
+        )
         return MongoSessionStore(
             connection=self._shared_connection(),
             database=database,
@@ -199,9 +222,9 @@ class MongoStoreBuilder:
             self._connection = None
 
 
-def _names(value: object) -> Collection[str]:
+def _names(setting: str, value: object) -> Collection[object]:
     if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
-        raise InvalidStoreOptionsError("allowed_databases must be a list of database names")
+        raise InvalidStoreOptionsError(f"{setting} must be a list of names")
     return list(value)
 
 

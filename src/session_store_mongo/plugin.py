@@ -1,8 +1,15 @@
 """The ``computeragent.session_stores`` entry point for kind ``mongo``.
 
-With no configuration in code, the builder reads ``MONGO_URL`` (and optionally
-``MONGO_DATABASE``) when the first store is built; importing this module connects to nothing.
-A harness that wants other settings registers its own builder::
+With no configuration in code, the builder reads the environment when the first store is
+built; importing this module connects to nothing:
+
+- ``MONGO_URL`` (required), ``MONGO_DATABASE`` and ``MONGO_COLLECTION_PREFIX`` (the defaults);
+- ``MONGO_ALLOWED_DATABASES`` (comma-separated names) and ``MONGO_ALLOWED_DATABASE_PREFIX``
+  (e.g. ``tenant_``): the databases wire options may choose besides the default;
+- ``MONGO_ALLOWED_COLLECTION_PREFIXES`` (comma-separated): likewise for ``collection_prefix``.
+
+Without the allow-lists, a client's wire options cannot move the store off the configured
+database and prefix. A harness that wants other settings registers its own builder::
 
     registry.register("mongo", mongo_session_store_builder({"url": url}), replace=True)
 """
@@ -16,10 +23,16 @@ from typing import Any
 from session_store_protocol import hookimpl
 from session_store_protocol.hookspecs import Register
 
-from .builder import MongoStoreBuilder
+from .builder import MongoStoreBuilder, mongo_session_store_builder
 from .store import MongoSessionStore
 
-__all__ = ["build_from_environment", "register_session_stores"]
+__all__ = ["build_from_environment", "register_session_stores", "settings_from_environment"]
+
+_LISTS = {
+    "MONGO_ALLOWED_DATABASES": "allowed_databases",
+    "MONGO_ALLOWED_COLLECTION_PREFIXES": "allowed_collection_prefixes",
+}
+"""Comma-separated environment variables and the builder settings they give."""
 
 
 class _EnvironmentBuilder:
@@ -30,10 +43,7 @@ class _EnvironmentBuilder:
 
     def __call__(self, options: Mapping[str, Any] | None) -> MongoSessionStore:
         if self._builder is None:
-            defaults: dict[str, Any] = {"url": os.environ.get("MONGO_URL") or None}
-            if os.environ.get("MONGO_DATABASE"):
-                defaults["database"] = os.environ["MONGO_DATABASE"]
-            self._builder = MongoStoreBuilder(defaults)
+            self._builder = mongo_session_store_builder(settings_from_environment(os.environ))
         return self._builder(options)
 
     async def aclose(self) -> None:
@@ -42,10 +52,26 @@ class _EnvironmentBuilder:
             await self._builder.aclose()
 
 
+def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The builder's server-side settings, as the environment variables above give them."""
+    settings: dict[str, Any] = {"url": environ.get("MONGO_URL") or None}
+    if environ.get("MONGO_DATABASE"):
+        settings["database"] = environ["MONGO_DATABASE"]
+    if "MONGO_COLLECTION_PREFIX" in environ:  # set but empty: version 0.1's collection names
+        settings["collection_prefix"] = environ["MONGO_COLLECTION_PREFIX"]
+    if environ.get("MONGO_ALLOWED_DATABASE_PREFIX"):
+        settings["allowed_database_prefix"] = environ["MONGO_ALLOWED_DATABASE_PREFIX"]
+    for variable, setting in _LISTS.items():
+        names = [name.strip() for name in environ.get(variable, "").split(",")]
+        if any(names):
+            settings[setting] = [name for name in names if name]
+    return settings
+
+
 build_from_environment = _EnvironmentBuilder()
 
 
 @hookimpl
 def register_session_stores(register: Register) -> None:
-    """Offer kind ``mongo``, configured from ``MONGO_URL``."""
+    """Offer kind ``mongo``, configured from the environment (see the module docstring)."""
     register("mongo", build_from_environment)
