@@ -91,6 +91,13 @@ def test_builder_refuses_unsafe_wire_options(options: dict[str, Any]) -> None:
         builder(options)
 
 
+def test_wire_database_with_a_surrogate_is_refused_typed() -> None:
+    """A lone UTF-16 surrogate in a wire database name is a typed error, not UnicodeEncodeError."""
+    builder = mongo_session_store_builder({"url": NOWHERE, "allowed_database_prefix": "tenant_"})
+    with pytest.raises(InvalidStoreOptionsError, match="UTF-16 surrogate"):
+        builder({"database": "tenant_\ud83d"})
+
+
 def test_without_allow_list_the_wire_keeps_the_configured_database() -> None:
     """No allow-list: the wire may repeat the configured database and prefix, never change them."""
     builder = mongo_session_store_builder({"url": NOWHERE, "database": "agents"})

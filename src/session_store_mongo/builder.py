@@ -61,7 +61,7 @@ SERVER_OPTIONS = frozenset(
 )
 """The options a harness may set server-side, in the builder's defaults."""
 
-_DATABASE_FORBIDDEN = re.compile(r'[/\\. "$*<>:|?\x00]')
+_DATABASE_FORBIDDEN = re.compile('[/\\\\. "$*<>:|?\\x00\\ud800-\\udfff]')
 _RESERVED_DATABASES = frozenset({"admin", "local", "config"})
 _PREFIX = re.compile(r"[A-Za-z0-9_-]{0,48}")
 
@@ -75,12 +75,13 @@ def validate_database_name(name: object) -> str:
     """
     if not isinstance(name, str) or not name:
         raise InvalidStoreOptionsError("database must be a non-empty string")
+    if _DATABASE_FORBIDDEN.search(name):  # first: a surrogate cannot even be measured in UTF-8
+        raise InvalidStoreOptionsError(
+            f"database {name!r} contains a character MongoDB forbids "
+            '(/\\. "$*<>:|?, NUL or a UTF-16 surrogate)'
+        )
     if len(name.encode()) >= 64:
         raise InvalidStoreOptionsError("database names must be shorter than 64 bytes")
-    if _DATABASE_FORBIDDEN.search(name):
-        raise InvalidStoreOptionsError(
-            f'database {name!r} contains a character MongoDB forbids (/\\. "$*<>:|? or NUL)'
-        )
     if name.lower() in _RESERVED_DATABASES:
         raise InvalidStoreOptionsError(f"database {name!r} is reserved by MongoDB")
     return name
