@@ -678,7 +678,7 @@ async def check_concurrent_identical_batches_stored_once(make_store: StoreFactor
 
 @_contract
 async def check_summaries_match_a_full_fold(make_store: StoreFactory) -> None:
-    """Summaries equal the SDK's fold of the whole transcript; subagents don't count."""
+    """Summaries equal the SDK's fold of the whole transcript (odd titles too); no subagents."""
     _require_summaries()
     fold = load_fold()
     store = await _fresh(make_store)
@@ -689,7 +689,7 @@ async def check_summaries_match_a_full_fold(make_store: StoreFactory) -> None:
             _entry(2, uuid="b", cwd="/work", gitBranch="main"),
         ],
     )
-    await store.append(KEY, [_entry(3, uuid="c", customTitle="second")])
+    await store.append(KEY, [_entry(3, uuid="c", customTitle="second \ud83d")])
     await store.append(KEY, [_entry(3, uuid="c", customTitle="replayed")])
     await store.append(SUB, [_entry(4, customTitle="subagent")])
     await store.append({"project_key": "elsewhere", "session_id": "x"}, [_entry(5)])
