@@ -32,8 +32,12 @@ __all__ = ["json_line"]
 _SURROGATES = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
 _NUMBERS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?|NaN|-?Infinity)')
 """A string token (skipped whole, so digits inside text are never touched) or a number."""
-_FLOAT_HINT = re.compile(r"\d[.e]|NaN|Infinity")
-_INDEX_KEY_HINT = re.compile(r'[{,]"(?:0|[1-9]\d{0,9})":')
+_FLOAT_HINT = re.compile(r"[:,\[]-?(?:\d+(?:\.0|(?:\.\d+)?e[-+]?\d+)|NaN|Infinity)[,\]}]")
+"""A number Python writes unlike JavaScript (``1.0``, ``1e-05``, ``NaN``) inside an object or
+array, or text that looks like one: only then does the exact, slower pass over the line run.
+(Each pattern here starts with a character class or a literal, which ``re`` scans for fast.)"""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_INDEX_KEY_HINT = re.compile(r'"(?:0|[1-9]\d{0,9})":')
 _INDEX_KEY = re.compile(r"0|[1-9]\d{0,9}")
 _MAX_INDEX = 2**32 - 2
 """The largest array index: JavaScript orders such keys first, ascending."""
@@ -49,9 +53,9 @@ def json_line(value: object) -> str:
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if _INDEX_KEY_HINT.search(text):  # rare: only then walk the value to reorder keys
         text = json.dumps(_index_keys_first(value), ensure_ascii=False, separators=(",", ":"))
-    if _FLOAT_HINT.search(text):
+    if _FLOAT_HINT.search(text) or not isinstance(value, (dict, list)):
         text = _NUMBERS.sub(_javascript_number, text)
-    if not text.isascii():
+    if not text.isascii() and _SURROGATE.search(text):
         text = _SURROGATES.sub(_surrogate, text)
     return text
 
