@@ -46,6 +46,7 @@ __all__ = [
     "AWKWARD_BATCHES",
     "CONTRACT_CHECKS",
     "INVALID_KEYS",
+    "ODD_UUIDS",
     "TRICKY_ENTRIES",
     "Check",
     "ContractSkipped",
@@ -140,6 +141,10 @@ UTF-16 surrogates (a split emoji, which real transcripts contain), operator-shap
 keys shaped like a store's own escape markers."""
 
 
+ODD_UUIDS = ["a\x00b", "$gt", "a.b", " ", "%int", "u" * 10_000]
+"""Unusual but valid uuids: each still deduplicates (a batch of two stores one)."""
+
+
 def nested_entry(depth: int, leaf: Any = 1, *, arrays: bool = False, **extra: Any) -> Any:
     """An entry whose deepest object or array is at level ``depth`` (the entry is level 1).
 
@@ -167,6 +172,7 @@ AWKWARD_BATCHES: list[Any] = [
     [{"type": "x", "uuid": None}, {"type": "x", "uuid": None}],
     [{"type": "x", "uuid": "\ud83d"}, {"type": "x", "uuid": "\ud83d"}],
     [{"type": "x", "uuid": "%ud83d"}, {"type": "x", "uuid": "\ud83d"}],
+    *([{"type": "x", "uuid": odd}, {"type": "x", "uuid": odd}] for odd in ODD_UUIDS),
     [nested_entry(MAX_DEPTH), nested_entry(MAX_DEPTH, arrays=True)],
     [nested_entry(MAX_DEPTH, 2**64), nested_entry(MAX_DEPTH, "\ud83d")],
     [nested_entry(MAX_DEPTH - 1, {"$k.\udc00": -(2**70)})],
