@@ -219,7 +219,7 @@ async def test_size_stats_and_prune(live_store: MongoSessionStore, live_client: 
     assert await live_store.size(KEY) == 4
     stats = await live_store.stats()
     assert (stats.sessions, stats.transcripts, stats.entries) == (2, 4, 10)
-    assert stats.largest[0]["session_id"] in ("sess", "idle")
+    assert stats.largest[0].session_id in ("sess", "idle")
     old = datetime.now(timezone.utc) - timedelta(days=40)
     sessions = store_collection(live_client, live_store, "sessions")
     await sessions.update_many({"session_id": "idle"}, {"$set": {"mtime": old}})

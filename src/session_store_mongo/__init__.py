@@ -19,6 +19,7 @@ from .store import (
     DEFAULT_COLLECTION_PREFIX,
     DEFAULT_DATABASE,
     MongoSessionStore,
+    SessionTotals,
     StoreStats,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_COLLECTION_PREFIX",
     "DEFAULT_DATABASE",
     "MongoSessionStore",
+    "SessionTotals",
     "StoreStats",
     "mongo_session_store_builder",
     "validate_database_name",

@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
-
-from pymongo import DESCENDING
 
 from session_store_protocol.errors import InvalidStoreOptionsError, StoreClosedError
 from session_store_protocol.summaries import load_fold
@@ -49,10 +46,10 @@ from session_store_protocol.validation import (
 from .append import Appender
 from .client import DEFAULT_CLIENT_OPTIONS, Connection, client_facts
 from .codec import epoch_ms
-from .driver import maybe_await
 from .layout import DEFAULT_COLLECTION_PREFIX, Collections, key_fields
 from .ownership import check_owned
 from .reader import read_entries
+from .session_totals import SessionTotals, StoreStats, idle_sessions, prune, store_stats
 from .summary import DEFAULT_LEASE_MS, Summaries, summary_view
 
 if sys.version_info >= (3, 11):
@@ -65,22 +62,12 @@ __all__ = [
     "DEFAULT_COLLECTION_PREFIX",
     "DEFAULT_DATABASE",
     "MongoSessionStore",
+    "SessionTotals",
     "StoreStats",
 ]
 
 DEFAULT_DATABASE = "computeragent_sessions"
 _DEFAULT_MAX_BSON = 16 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class StoreStats:
-    """Totals over a store's database, for operators (``session-store-mongo stats``)."""
-
-    sessions: int
-    transcripts: int
-    entries: int
-    bytes: int
-    largest: list[dict[str, Any]]
 
 
 class MongoSessionStore:
@@ -385,79 +372,42 @@ class MongoSessionStore:
             await self._collections.chunks.delete_many(scope)
 
     async def prune_inactive(
-        self, older_than: timedelta | float, *, dry_run: bool = False
+        self,
+        older_than: timedelta | float,
+        *,
+        dry_run: bool = False,
+        only: Sequence[SessionListSubkeysKey] | None = None,
     ) -> list[SessionListSubkeysKey]:
         """Delete whole sessions (main and subagent transcripts) idle for longer than that.
 
-        Single entries are never expired: that would truncate a live transcript.
+        Single entries are never expired: that would truncate a live transcript. The empty
+        documents ``delete`` leaves go too, once idle as long, without being reported.
 
         Args:
             older_than: Idle time, as a ``timedelta`` or in seconds.
             dry_run: Only return what would be deleted.
+            only: Consider these sessions alone (say, those an operator confirmed after a dry
+                run); one written to since is idle no longer and is kept.
 
         Returns:
             The sessions deleted (or that would be).
+
+        Raises:
+            InvalidStoreOptionsError: ``older_than`` is negative, not finite, or reaches back
+                before the year 1.
         """
-        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
-        if not isinstance(seconds, (int, float)) or seconds < 0:
-            raise InvalidStoreOptionsError("older_than must be a non-negative duration")
-        cutoff = datetime.now(timezone.utc) - timedelta(seconds=seconds)
         with self._operation("prune_inactive"):
             await self._ready()
-            cursor = await maybe_await(
-                self._collections.sessions.aggregate(
-                    [
-                        {
-                            "$group": {
-                                "_id": {"project_key": "$project_key", "session_id": "$session_id"},
-                                "mtime": {"$max": "$mtime"},
-                            }
-                        },
-                        {"$match": {"mtime": {"$lt": cutoff}}},
-                    ]
-                )
-            )
-            idle: list[SessionListSubkeysKey] = [doc["_id"] async for doc in cursor]
+            idle = await idle_sessions(self._collections.sessions, older_than, only=only)
             if not dry_run:
-                for session in idle:
-                    await self._collections.entries.delete_many(session)
-                    await self._collections.chunks.delete_many(session)
-                    await self._collections.sessions.delete_many(session)
-        return idle
+                await prune(self._collections, idle)
+        return [session.key for session in idle if session.transcripts]
 
     async def stats(self, *, largest: int = 10) -> StoreStats:
-        """Count sessions, transcripts, entries and bytes; list the largest sessions."""
+        """Count sessions, transcripts, entries and bytes; list the ``largest`` sessions.
+
+        Deleted transcripts (the empty documents ``delete`` keeps) are not counted.
+        """
         with self._operation("stats"):
             await self._ready()
-            cursor = await maybe_await(
-                self._collections.sessions.aggregate(
-                    [
-                        {
-                            "$group": {
-                                "_id": {"project_key": "$project_key", "session_id": "$session_id"},
-                                "transcripts": {"$sum": 1},
-                                "entries": {"$sum": "$count"},
-                                "bytes": {"$sum": "$bytes"},
-                                "mtime": {"$max": "$mtime"},
-                            }
-                        },
-                        {"$sort": {"bytes": DESCENDING}},
-                    ]
-                )
-            )
-            groups = [doc async for doc in cursor]
-        return StoreStats(
-            sessions=len(groups),
-            transcripts=sum(g["transcripts"] for g in groups),
-            entries=sum(g["entries"] for g in groups),
-            bytes=sum(g["bytes"] for g in groups),
-            largest=[
-                {
-                    **g["_id"],
-                    "entries": g["entries"],
-                    "bytes": g["bytes"],
-                    "mtime": epoch_ms(g["mtime"]),
-                }
-                for g in groups[:largest]
-            ],
-        )
+            return await store_stats(self._collections.sessions, largest=largest)

@@ -146,11 +146,11 @@ def stats_tables(database: str, totals: StoreStats) -> list[Table]:
         table = _table("largest sessions", "project", "session", "entries", "size", "modified")
         for item in totals.largest:
             table.add_row(
-                item["project_key"],
-                item["session_id"],
-                str(item["entries"]),
-                human_bytes(item["bytes"]),
-                local_time(item["mtime"]),
+                item.project_key,
+                item.session_id,
+                str(item.entries),
+                human_bytes(item.bytes),
+                local_time(item.mtime),
             )
         tables.append(table)
     return tables

@@ -1,0 +1,189 @@
+"""Per-session totals over the sessions collection: store statistics and pruning idle sessions.
+
+Usage (the store's ``stats()`` and ``prune_inactive()`` call these)::
+
+    from session_store_mongo.session_totals import idle_sessions, prune, store_stats
+
+    totals = await store_stats(collections.sessions, largest=10)
+    idle = await idle_sessions(collections.sessions, timedelta(days=30))
+    await prune(collections, idle)
+
+Both read one aggregation over the ``sessions`` collection, never the entries: ``SESSION_TOTALS``
+groups a session's transcript documents (main and subagents) into one row. ``delete`` keeps an
+empty document (``count`` 0) per deleted transcript, so a sequence counter never restarts below a
+racing writer; such a document is no transcript: statistics leave it out, and pruning removes it
+(once idle as long) without reporting it as a session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+
+from session_store_protocol.errors import InvalidStoreOptionsError
+from session_store_protocol.types import SessionListSubkeysKey
+from session_store_protocol.validation import validate_session_key
+
+from .codec import epoch_ms
+from .driver import maybe_await
+from .layout import Collections
+
+__all__ = [
+    "PRUNE_BATCH",
+    "SESSION_TOTALS",
+    "IdleSession",
+    "SessionTotals",
+    "StoreStats",
+    "idle_cutoff",
+    "idle_sessions",
+    "prune",
+    "store_stats",
+]
+
+SESSION_TOTALS: Mapping[str, Any] = {
+    "$group": {
+        "_id": {"project_key": "$project_key", "session_id": "$session_id"},
+        "transcripts": {"$sum": {"$cond": [{"$gt": ["$count", 0]}, 1, 0]}},
+        "entries": {"$sum": "$count"},
+        "bytes": {"$sum": "$bytes"},
+        "mtime": {"$max": "$mtime"},
+    }
+}
+"""The ``$group`` stage: one row per session from its transcripts' documents."""
+PRUNE_BATCH = 1000
+"""Sessions selected per filter: pruning costs three ``delete_many`` per this many sessions."""
+
+
+@dataclass(frozen=True)
+class SessionTotals:
+    """One session's transcripts (main and subagents), entries, bytes and last write."""
+
+    project_key: str
+    session_id: str
+    transcripts: int
+    entries: int
+    bytes: int
+    mtime: int
+    """The latest write to any of its transcripts, epoch milliseconds."""
+
+
+@dataclass(frozen=True)
+class StoreStats:
+    """Totals over a store's database, for operators (``session-store-mongo stats``)."""
+
+    sessions: int
+    transcripts: int
+    entries: int
+    bytes: int
+    largest: list[SessionTotals]
+    """The largest sessions by bytes, largest first."""
+
+
+@dataclass(frozen=True)
+class IdleSession:
+    """A session idle past a cutoff; ``transcripts`` 0 means only deleted ones remain."""
+
+    key: SessionListSubkeysKey
+    transcripts: int
+
+
+async def store_stats(sessions: Any, *, largest: int) -> StoreStats:
+    """Count the sessions, transcripts, entries and bytes in ``sessions``; the largest first."""
+    cursor = await maybe_await(
+        sessions.aggregate(
+            [
+                {"$match": {"count": {"$gt": 0}}},
+                SESSION_TOTALS,
+                {"$sort": {"bytes": DESCENDING, "_id": ASCENDING}},
+            ]
+        )
+    )
+    rows = [doc async for doc in cursor]
+    return StoreStats(
+        sessions=len(rows),
+        transcripts=sum(row["transcripts"] for row in rows),
+        entries=sum(row["entries"] for row in rows),
+        bytes=sum(row["bytes"] for row in rows),
+        largest=[_session_totals(row) for row in rows[: max(largest, 0)]],
+    )
+
+
+def _session_totals(row: Mapping[str, Any]) -> SessionTotals:
+    return SessionTotals(
+        project_key=row["_id"]["project_key"],
+        session_id=row["_id"]["session_id"],
+        transcripts=row["transcripts"],
+        entries=row["entries"],
+        bytes=row["bytes"],
+        mtime=epoch_ms(row["mtime"]),
+    )
+
+
+def idle_cutoff(older_than: timedelta | float) -> datetime:
+    """The time before which a session's last write makes it idle.
+
+    Raises:
+        InvalidStoreOptionsError: ``older_than`` is negative, not a finite number, or reaches
+            back before the year 1.
+    """
+    try:
+        idle = older_than if isinstance(older_than, timedelta) else timedelta(seconds=older_than)
+        if idle < timedelta(0):
+            raise ValueError(idle)
+        return datetime.now(timezone.utc) - idle
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidStoreOptionsError(
+            "older_than must be a non-negative duration that reaches back no further than "
+            f"the year 1, not {older_than!r}"
+        ) from None
+
+
+async def idle_sessions(
+    sessions: Any,
+    older_than: timedelta | float,
+    *,
+    only: Sequence[SessionListSubkeysKey] | None = None,
+) -> list[IdleSession]:
+    """The sessions whose last write is older than ``older_than``, deleted ones included.
+
+    Args:
+        sessions: The store's sessions collection.
+        older_than: Idle time, as a ``timedelta`` or in seconds.
+        only: Look at these sessions alone.
+
+    Raises:
+        InvalidStoreOptionsError: A bad ``older_than`` (see ``idle_cutoff``).
+        InvalidKeyError: A malformed session in ``only``.
+    """
+    cutoff = idle_cutoff(older_than)
+    pipeline: list[Mapping[str, Any]] = [SESSION_TOTALS, {"$match": {"mtime": {"$lt": cutoff}}}]
+    if only is not None:
+        chosen = [validate_session_key(session) for session in only]
+        if not chosen:
+            return []
+        pipeline.insert(0, {"$match": {"$or": _by_project(chosen)}})
+    cursor = await maybe_await(sessions.aggregate(pipeline))
+    return [IdleSession(doc["_id"], doc["transcripts"]) async for doc in cursor]
+
+
+async def prune(collections: Collections, idle: Sequence[IdleSession]) -> None:
+    """Delete the entries, chunks and transcript documents of ``idle``, in batches."""
+    for batch in _by_project([session.key for session in idle]):
+        for collection in (collections.entries, collections.chunks, collections.sessions):
+            await collection.delete_many(batch)
+
+
+def _by_project(sessions: Sequence[SessionListSubkeysKey]) -> list[dict[str, Any]]:
+    """Filters selecting ``sessions``: one per project and up to ``PRUNE_BATCH`` sessions."""
+    ids: dict[str, list[str]] = {}
+    for session in sessions:
+        ids.setdefault(session["project_key"], []).append(session["session_id"])
+    return [
+        {"project_key": project, "session_id": {"$in": chosen[start : start + PRUNE_BATCH]}}
+        for project, chosen in ids.items()
+        for start in range(0, len(chosen), PRUNE_BATCH)
+    ]
