@@ -1,40 +1,45 @@
-"""The operator CLI: import, export, list, show, delete, prune, stats, kinds and its errors."""
+"""The operator CLI: import, export, list, show, delete, prune, stats, kinds, options and errors."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
+import shutil
 import subprocess
 import sys
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
-from typer.testing import CliRunner, Result
 
-from session_store_mongo import DEFAULT_COLLECTION_PREFIX, MongoSessionStore
+from session_store_mongo import MongoSessionStore
 from session_store_mongo.cli import INSTALL_HINT, main
-from session_store_mongo.cli.app import app
 from session_store_mongo.cli.layout import compute_project_key
-from tests.support import FIXTURES, unique_name
+from session_store_protocol import SessionKey
+from tests.cli_support import (
+    FIXTURE_FILES,
+    MAIN,
+    METADATA,
+    PROJECT,
+    PROJECT_DIR,
+    PROJECTS,
+    SECOND,
+    SUBAGENT_FILE,
+    SUBPATH,
+    LiveCli,
+    invoke,
+    on_terminal,
+)
 
-T = TypeVar("T")
-
-PROJECTS = FIXTURES / "claude_projects"
-PROJECT = "-home-dev-acme-webapp"
-PROJECT_DIR = PROJECTS / PROJECT
-MAIN = "6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"
-SECOND = "0b6a9a52-7f3d-4e2c-9a1b-5c4d3e2f1a0b"
-SUBPATH = "subagents/agent-a1b2c3d"
-FIXTURE_FILES = sorted(p.relative_to(PROJECTS) for p in PROJECTS.rglob("*.jsonl"))
 NO_SERVER_URL = "mongodb://user:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=500"
 SUMMARY_ROW = re.compile(
     r"^\W*(sessions|transcripts|entries stored|skipped duplicates|errors)\W+(\d+)\W*$", re.M
 )
+ALL_IMPORTED = {MAIN: 11, SUBPATH: 5, SECOND: 2}
+"""The fixture's transcripts once imported: the subagent's metadata sidecar is one entry."""
 
 
 def read_jsonl(path: Path) -> list[Any]:
@@ -46,67 +51,12 @@ def summary(output: str) -> dict[str, int]:
     return {name: int(count) for name, count in SUMMARY_ROW.findall(output)}
 
 
-def invoke(
-    *args: str, env: dict[str, str | None] | None = None, stdin: str | None = None
-) -> Result:
-    """Run the CLI in-process with a wide terminal and no MONGO_URL from the environment."""
-    environment: dict[str, str | None] = {"COLUMNS": "200", "MONGO_URL": None}
-    environment.update(env or {})
-    return CliRunner().invoke(app, list(args), env=environment, input=stdin)
-
-
-class LiveCli:
-    """Runs the CLI against one fresh database (or several) on the live server."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.databases = [unique_name("cli")]
-
-    @property
-    def database(self) -> str:
-        return self.databases[0]
-
-    def other_database(self) -> str:
-        self.databases.append(unique_name("cli"))
-        return self.databases[-1]
-
-    def __call__(self, *args: str, database: str | None = None, stdin: str | None = None) -> Result:
-        return invoke(
-            "--url", self.url, "--database", database or self.database, "--project", PROJECT,
-            *args, stdin=stdin,
-        )  # fmt: skip
-
-    def store(self, operation: Callable[[MongoSessionStore], Awaitable[T]]) -> T:
-        """Inspect the database directly, not through the CLI."""
-
-        async def run() -> T:
-            async with MongoSessionStore(url=self.url, database=self.database) as store:
-                return await operation(store)
-
-        return asyncio.run(run())
-
-    def sizes(self) -> dict[str, int]:
-        async def count(store: MongoSessionStore) -> dict[str, int]:
-            return {
-                MAIN: await store.size({"project_key": PROJECT, "session_id": MAIN}),
-                SUBPATH: await store.size(
-                    {"project_key": PROJECT, "session_id": MAIN, "subpath": SUBPATH}
-                ),
-                SECOND: await store.size({"project_key": PROJECT, "session_id": SECOND}),
-            }
-
-        return self.store(count)
-
-
 @pytest.fixture
 def cli(mongo_url: str) -> Iterator[LiveCli]:
     """The CLI on a database of its own, dropped afterwards."""
     live = LiveCli(mongo_url)
     yield live
-    client: MongoClient[Any] = MongoClient(mongo_url)
-    for database in live.databases:
-        client.drop_database(database)
-    client.close()
+    live.drop()
 
 
 @pytest.fixture
@@ -122,19 +72,30 @@ def imported(cli: LiveCli) -> LiveCli:
 
 @pytest.mark.live
 def test_import_project_dir_stores_every_transcript(cli: LiveCli) -> None:
-    """Importing a project dir stores each session, and the subagent under its subpath."""
+    """A project dir imports each session, and the subagent with its metadata under its subpath."""
     result = cli("import", str(PROJECT_DIR))
     assert result.exit_code == 0, result.output
     assert summary(result.stdout) == {
         "sessions": 2,
         "transcripts": 3,
-        "entries stored": 17,
+        "entries stored": 18,
         "skipped duplicates": 0,
         "errors": 0,
     }
-    assert cli.sizes() == {MAIN: 11, SUBPATH: 4, SECOND: 2}
+    assert cli.sizes() == ALL_IMPORTED
     subkeys = cli.store(lambda s: s.list_subkeys({"project_key": PROJECT, "session_id": MAIN}))
     assert subkeys == [SUBPATH]
+
+
+@pytest.mark.live
+def test_import_stores_the_metadata_sidecar_as_the_sdk_does(cli: LiveCli) -> None:
+    """The agent-<id>.meta.json sidecar becomes the subagent's last entry, type agent_metadata."""
+    assert cli("import", str(PROJECT_DIR)).exit_code == 0
+    key = {"project_key": PROJECT, "session_id": MAIN, "subpath": SUBPATH}
+    loaded = cli.store(lambda s: s.load(key))
+    assert loaded is not None
+    assert loaded[:-1] == read_jsonl(SUBAGENT_FILE)
+    assert loaded[-1] == {**json.loads(METADATA.read_text()), "type": "agent_metadata"}
 
 
 @pytest.mark.live
@@ -153,23 +114,68 @@ def test_import_twice_skips_everything_the_second_time(imported: LiveCli) -> Non
     result = imported("import", str(PROJECT_DIR))
     assert result.exit_code == 0, result.output
     counts = summary(result.stdout)
-    assert (counts["entries stored"], counts["skipped duplicates"]) == (0, 17)
-    assert imported.sizes() == {MAIN: 11, SUBPATH: 4, SECOND: 2}
+    assert (counts["entries stored"], counts["skipped duplicates"]) == (0, 18)
+    assert imported.sizes() == ALL_IMPORTED
     after = imported.store(lambda s: s.load({"project_key": PROJECT, "session_id": MAIN}))
     assert after == before
 
 
 @pytest.mark.live
-def test_import_loose_file_uses_project_option_and_file_stem(cli: LiveCli) -> None:
-    """A lone .jsonl goes to --project with its file stem as session id, in batches."""
-    result = cli("import", "--batch-size", "3", str(PROJECT_DIR / f"{MAIN}.jsonl"))
+def test_import_file_takes_its_project_from_its_directory(
+    cli: LiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lone <project>/<session>.jsonl goes to <project>, whatever the current directory."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke(
+        "--url", cli.url, "--database", cli.database,
+        "import", "--batch-size", "3", str(PROJECT_DIR / f"{MAIN}.jsonl"),
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert cli.sizes() == {MAIN: 11, SUBPATH: 0, SECOND: 0}
+    assert cli.store(lambda s: s.list_sessions(compute_project_key(tmp_path))) == []
 
 
 @pytest.mark.live
-def test_malformed_lines_are_reported_and_skipped(cli: LiveCli, tmp_path: Path) -> None:
-    """Bad JSON, non-objects and entries without a string type name file:line; exit 1."""
+@pytest.mark.parametrize(
+    "path",
+    [SUBAGENT_FILE, SUBAGENT_FILE.parent, PROJECT_DIR / MAIN],
+    ids=["subagent file", "subagents dir", "session dir"],
+)
+def test_import_subagent_paths_keep_session_and_subpath(cli: LiveCli, path: Path) -> None:
+    """A subagent file, a subagents dir or a session dir import the subagent under its session."""
+    result = invoke("--url", cli.url, "--database", cli.database, "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert cli.sizes() == {MAIN: 0, SUBPATH: 5, SECOND: 0}
+    assert cli.store(lambda s: s.list_sessions("subagents")) == []
+    assert cli.store(lambda s: s.list_sessions(MAIN)) == []
+
+
+@pytest.mark.live
+def test_project_option_overrides_the_directory_name(cli: LiveCli) -> None:
+    """With --project, a file goes to that project instead of its directory's name."""
+    result = invoke(
+        "--url", cli.url, "--database", cli.database, "--project", "elsewhere",
+        "import", str(PROJECT_DIR / f"{SECOND}.jsonl"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [s["session_id"] for s in cli.store(lambda s: s.list_sessions("elsewhere"))] == [SECOND]
+    assert cli.store(lambda s: s.list_sessions(PROJECT)) == []
+
+
+def test_project_option_with_several_projects_is_a_usage_error(tmp_path: Path) -> None:
+    """--project with a projects root holding two projects is refused before connecting."""
+    shutil.copytree(PROJECT_DIR, tmp_path / "one")
+    shutil.copytree(PROJECT_DIR, tmp_path / "two")
+    result = invoke("--url", NO_SERVER_URL, "--project", "p", "import", str(tmp_path))
+    assert result.exit_code == 2
+    assert "holds 2 projects" in result.stderr
+
+
+@pytest.mark.live
+def test_malformed_lines_are_reported_and_the_good_ones_stored(
+    cli: LiveCli, tmp_path: Path
+) -> None:
+    """Bad JSON, NaN, too deep, non-objects, refused entries: each named by file:line; exit 1."""
     transcript = tmp_path / "broken.jsonl"
     transcript.write_text(
         '{"type": "user", "uuid": "u1"}\n'
@@ -177,17 +183,39 @@ def test_malformed_lines_are_reported_and_skipped(cli: LiveCli, tmp_path: Path) 
         "[1, 2]\n"
         '{"uuid": "u4", "type": 4}\n'
         "\n"
-        '{"type": "assistant", "uuid": "u6"}\n',
+        '{"type": "assistant", "uuid": "u6", "cost": NaN}\n'
+        + '{"type": "x", "deep": '
+        + "[" * 5000
+        + "]" * 5000
+        + "}\n"
+        '{"type": "assistant", "uuid": "u8"}\n',
         encoding="utf-8",
     )
-    result = cli("import", str(transcript))
+    result = cli("import", "--batch-size", "2", str(transcript))
     assert result.exit_code == 1, result.output
-    for line in (2, 3, 4):
+    for line in (2, 3, 4, 6, 7):
         assert f"{transcript}:{line}:" in result.stderr
-    assert f"{transcript}:6" not in result.stderr
-    assert summary(result.stdout)["errors"] == 3
+    assert f"{transcript}:1" not in result.stderr
+    assert f"{transcript}:8" not in result.stderr
+    assert "Traceback" not in result.output
+    assert summary(result.stdout)["errors"] == 5
     loaded = cli.store(lambda s: s.load({"project_key": PROJECT, "session_id": "broken"}))
-    assert loaded == [{"type": "user", "uuid": "u1"}, {"type": "assistant", "uuid": "u6"}]
+    assert loaded == [{"type": "user", "uuid": "u1"}, {"type": "assistant", "uuid": "u8"}]
+
+
+@pytest.mark.live
+def test_import_error_lines_are_not_wrapped(cli: LiveCli, tmp_path: Path) -> None:
+    """On a narrow or non-terminal output, each file:line error stays on one line."""
+    transcript = tmp_path / ("a-rather-long-directory-name-" * 3) / "broken.jsonl"
+    transcript.parent.mkdir()
+    transcript.write_text("{not json at all, and a long line of it}\n", encoding="utf-8")
+    result = invoke(
+        "--url", cli.url, "--database", cli.database, "--project", PROJECT,
+        "import", str(transcript), env={"COLUMNS": "40"},
+    )  # fmt: skip
+    assert result.exit_code == 1
+    [line] = [line for line in result.stderr.splitlines() if "broken.jsonl" in line]
+    assert line.startswith(f"{transcript}:1: bad JSON")
 
 
 def test_import_missing_path_is_a_usage_error(tmp_path: Path) -> None:
@@ -209,27 +237,53 @@ def test_import_dir_without_transcripts_is_a_usage_error(tmp_path: Path) -> None
 # -- export ------------------------------------------------------------------------------------
 
 
-def assert_same_files(exported: Path) -> None:
-    """Every exported file equals its fixture, line by line as parsed JSON."""
-    files = sorted(p.relative_to(exported) for p in exported.rglob("*.jsonl"))
-    assert files == [f for f in FIXTURE_FILES if MAIN in str(f)]
-    for relative in files:
-        assert read_jsonl(exported / relative) == read_jsonl(PROJECTS / relative), relative
+@pytest.mark.live
+def test_export_writes_the_imported_files_byte_for_byte(cli: LiveCli, tmp_path: Path) -> None:
+    """Import the fixture tree, export each session: every file (sidecar too) is byte-equal."""
+    assert cli("import", str(PROJECTS)).exit_code == 0
+    for session in (MAIN, SECOND):
+        result = cli("export", session, "--out", str(tmp_path))
+        assert result.exit_code == 0, result.output
+    exported = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert exported == FIXTURE_FILES
+    for relative in exported:
+        assert (tmp_path / relative).read_bytes() == (PROJECTS / relative).read_bytes(), relative
 
 
 @pytest.mark.live
 def test_export_then_reimport_round_trips(imported: LiveCli, tmp_path: Path) -> None:
-    """Export writes Claude Code's layout equal to the source; re-importing it changes nothing."""
-    first = imported("export", MAIN, "--out", str(tmp_path / "first"))
-    assert first.exit_code == 0, first.output
-    assert_same_files(tmp_path / "first")
-
+    """Re-importing an export into another database stores the same transcripts."""
+    assert imported("export", MAIN, "--out", str(tmp_path)).exit_code == 0
     other = imported.other_database()
-    reimport = imported("import", str(tmp_path / "first" / PROJECT), database=other)
+    reimport = imported("import", str(tmp_path / PROJECT), database=other)
     assert reimport.exit_code == 0, reimport.output
-    second = imported("export", MAIN, "--out", str(tmp_path / "second"), database=other)
-    assert second.exit_code == 0, second.output
-    assert_same_files(tmp_path / "second")
+    assert summary(reimport.stdout)["entries stored"] == 16
+    keys: list[SessionKey] = [
+        {"project_key": PROJECT, "session_id": MAIN},
+        {"project_key": PROJECT, "session_id": MAIN, "subpath": SUBPATH},
+    ]
+
+    async def load_all(store: MongoSessionStore) -> list[Any]:
+        return [await store.load(key) for key in keys]
+
+    assert imported.store(load_all, database=other) == imported.store(load_all)
+
+
+@pytest.mark.live
+def test_export_refuses_to_overwrite_without_force(imported: LiveCli, tmp_path: Path) -> None:
+    """An existing transcript is kept (exit 1, named) unless --force replaces it."""
+    local = tmp_path / PROJECT / f"{MAIN}.jsonl"
+    local.parent.mkdir()
+    local.write_text('{"type":"local-only","uuid":"mine"}\n', encoding="utf-8")
+    refused = imported("export", MAIN, "--out", str(tmp_path))
+    assert refused.exit_code == 1
+    assert f"{local}" in refused.stderr
+    assert "--force" in refused.stderr
+    assert local.read_text(encoding="utf-8") == '{"type":"local-only","uuid":"mine"}\n'
+    assert not (tmp_path / PROJECT / MAIN).exists()
+    forced = imported("export", MAIN, "--out", str(tmp_path), "--force")
+    assert forced.exit_code == 0, forced.output
+    assert local.read_bytes() == (PROJECT_DIR / f"{MAIN}.jsonl").read_bytes()
 
 
 @pytest.mark.live
@@ -294,11 +348,12 @@ def test_show_json_prints_raw_entries(imported: LiveCli) -> None:
 
 @pytest.mark.live
 def test_show_subpath_prints_the_subagent(imported: LiveCli) -> None:
-    """Showing with --subpath prints the subagent transcript, not the main one."""
+    """Showing with --subpath prints the subagent transcript (and its metadata entry)."""
     result = imported("show", MAIN, "--subpath", SUBPATH, "--json")
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
-    assert lines == read_jsonl(PROJECT_DIR / MAIN / "subagents" / "agent-a1b2c3d.jsonl")
+    assert lines[:-1] == read_jsonl(SUBAGENT_FILE)
+    assert lines[-1]["type"] == "agent_metadata"
 
 
 # -- delete and prune --------------------------------------------------------------------------
@@ -313,17 +368,30 @@ def test_delete_with_yes_removes_session_and_subagents(imported: LiveCli) -> Non
 
 
 @pytest.mark.live
-def test_delete_declined_aborts_and_keeps_data(imported: LiveCli) -> None:
-    """Answering no to the confirmation exits 1 with 'aborted' and deletes nothing."""
-    result = imported("delete", MAIN, stdin="n\n")
-    assert result.exit_code == 1
-    assert "aborted" in result.stderr
-    assert imported.sizes() == {MAIN: 11, SUBPATH: 4, SECOND: 2}
+def test_delete_declined_on_a_terminal_keeps_data(imported: LiveCli) -> None:
+    """Answering no on the terminal exits 1 with 'aborted' and deletes nothing."""
+    done = on_terminal(*imported.global_options(), "delete", MAIN, answer="n\n")
+    assert done.returncode == 1, done.stderr
+    assert "Delete session" in done.stdout
+    assert "aborted" in done.stderr
+    assert imported.sizes() == ALL_IMPORTED
 
 
 @pytest.mark.live
-def test_prune_dry_run_lists_and_real_run_deletes(imported: LiveCli) -> None:
-    """Pruning with --dry-run lists idle sessions and keeps them; without it they are gone."""
+@pytest.mark.parametrize(
+    "command", [["delete", MAIN], ["prune", "--older-than", "0s"]], ids=["delete", "prune"]
+)
+def test_deleting_without_a_terminal_needs_yes(imported: LiveCli, command: list[str]) -> None:
+    """Without a terminal to confirm on and without --yes: exit 2 before touching anything."""
+    result = imported(*command, stdin="y\n")
+    assert result.exit_code == 2
+    assert "--yes" in result.stderr
+    assert imported.sizes() == ALL_IMPORTED
+
+
+@pytest.mark.live
+def test_prune_dry_run_lists_and_yes_deletes(imported: LiveCli) -> None:
+    """Pruning with --dry-run lists idle sessions and keeps them; with --yes they are gone."""
     recent = imported("prune", "--older-than", "1h", "--dry-run")
     assert recent.exit_code == 0, recent.output
     assert MAIN not in recent.stdout
@@ -331,22 +399,74 @@ def test_prune_dry_run_lists_and_real_run_deletes(imported: LiveCli) -> None:
     assert dry.exit_code == 0, dry.output
     assert MAIN in dry.stdout
     assert SECOND in dry.stdout
-    assert imported.sizes() == {MAIN: 11, SUBPATH: 4, SECOND: 2}
-    real = imported("prune", "--older-than", "0s")
+    assert imported.sizes() == ALL_IMPORTED
+    real = imported("prune", "--older-than", "0s", "--yes")
     assert real.exit_code == 0, real.output
     assert MAIN in real.stdout
     assert imported.sizes() == {MAIN: 0, SUBPATH: 0, SECOND: 0}
 
 
-@pytest.mark.parametrize("duration", ["30", "10y", "-1d", "d"])
+@pytest.mark.live
+def test_prune_on_a_terminal_lists_then_asks(imported: LiveCli) -> None:
+    """On a terminal, prune lists the idle sessions and asks; answering no deletes nothing."""
+    done = on_terminal(*imported.global_options(), "prune", "--older-than", "0s", answer="n\n")
+    assert done.returncode == 1, done.stderr
+    assert MAIN in done.stdout
+    assert "Delete these 2 sessions?" in done.stdout
+    assert "aborted" in done.stderr
+    assert imported.sizes() == ALL_IMPORTED
+
+
+@pytest.mark.parametrize(
+    "duration", ["30", "10y", "-1d", "d", "99999999999d", "1" * 400 + "s", "1e9d"]
+)
 def test_prune_bad_duration_is_a_usage_error(duration: str) -> None:
-    """A duration without a number and an s/m/h/d/w unit is exit 2, before connecting."""
-    result = invoke("--url", NO_SERVER_URL, "prune", "--older-than", duration)
+    """A duration without a number and an s/m/h/d/w unit, or too long: exit 2, no traceback."""
+    result = invoke("--url", NO_SERVER_URL, "prune", "--older-than", duration, "--dry-run")
     assert result.exit_code == 2
     assert "bad duration" in result.stderr
+    assert "Traceback" not in result.output
 
 
-# -- maintenance -------------------------------------------------------------------------------
+@pytest.mark.live
+def test_prune_longer_than_the_calendar_is_a_usage_error(imported: LiveCli) -> None:
+    """A duration reaching back before the year 1 is refused by the store: exit 2, one line."""
+    result = imported("prune", "--older-than", "999999d", "--dry-run")
+    assert result.exit_code == 2
+    assert "older_than" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "1e9", "abc", "1e400"])
+def test_bad_timeout_is_a_usage_error(value: str) -> None:
+    """--timeout outside 0.1..3600 seconds (nan and inf included): exit 2, no traceback."""
+    result = invoke("--url", NO_SERVER_URL, "--timeout", value, "list")
+    assert result.exit_code == 2
+    assert "--timeout" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "command", [["list", "--limit", "0"], ["stats", "--largest", "-1"], ["import", "--batch-size",
+    "0", "x.jsonl"]], ids=["limit", "largest", "batch-size"]
+)  # fmt: skip
+def test_counts_below_their_minimum_are_usage_errors(command: list[str]) -> None:
+    """A count option below its minimum is exit 2 naming the option, before connecting."""
+    result = invoke("--url", NO_SERVER_URL, *command)
+    assert result.exit_code == 2
+    assert command[1] in result.output
+
+
+@pytest.mark.live
+def test_huge_counts_work(imported: LiveCli) -> None:
+    """Counts far beyond any store's size are accepted, not an overflow."""
+    huge = str(10**30)
+    assert imported("list", "--limit", huge, "--json").exit_code == 0
+    assert imported("stats", "--largest", huge).exit_code == 0
+    assert imported("import", "--batch-size", huge, str(PROJECT_DIR)).exit_code == 0
+
+
+# -- stats and maintenance ---------------------------------------------------------------------
 
 
 @pytest.mark.live
@@ -357,9 +477,25 @@ def test_stats_counts_and_lists_largest(imported: LiveCli) -> None:
     out = result.stdout
     assert re.search(r"sessions\W+2\b", out)
     assert re.search(r"transcripts\W+3\b", out)
-    assert re.search(r"entries\W+17\b", out)
+    assert re.search(r"entries\W+18\b", out)
     assert re.search(r"size\W+[\d.]+ (KiB|B)\b", out)
     assert out.index(MAIN) < out.index(SECOND)
+
+
+@pytest.mark.live
+def test_stats_leave_out_deleted_sessions(imported: LiveCli) -> None:
+    """After delete, stats count only what is left and no longer list the deleted session."""
+    assert imported("delete", MAIN, "--yes").exit_code == 0
+    result = imported("stats")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"sessions\W+1\b", result.stdout)
+    assert re.search(r"transcripts\W+1\b", result.stdout)
+    assert re.search(r"entries\W+2\b", result.stdout)
+    assert MAIN not in result.stdout
+    assert SECOND in result.stdout
+    dry = imported("prune", "--older-than", "0s", "--dry-run")
+    assert MAIN not in dry.stdout
+    assert SECOND in dry.stdout
 
 
 @pytest.mark.live
@@ -367,15 +503,39 @@ def test_ensure_indexes_creates_the_indexes(cli: LiveCli) -> None:
     """ensure-indexes creates the store's indexes in the chosen database."""
     result = cli("ensure-indexes")
     assert result.exit_code == 0, result.output
+    assert {"entry_seq", "entry_dedupe", "session_key", "session_mtime"} <= index_names(cli)
+
+
+@pytest.mark.live
+def test_reading_commands_create_no_indexes(cli: LiveCli) -> None:
+    """list, show, stats, export and prune --dry-run leave a fresh database without indexes."""
+    for command in (["list"], ["show", MAIN], ["stats"], ["prune", "--older-than", "1d",
+                    "--dry-run"]):  # fmt: skip
+        cli(*command)
+    assert index_names(cli) == set()
+
+
+@pytest.mark.live
+def test_no_create_indexes_imports_without_creating_them(cli: LiveCli) -> None:
+    """With --no-create-indexes (after the command), import stores entries and no index."""
+    result = cli("import", "--no-create-indexes", str(PROJECT_DIR / f"{SECOND}.jsonl"))
+    assert result.exit_code == 0, result.output
+    assert cli.sizes()[SECOND] == 2
+    assert index_names(cli) <= {"_id_"}
+
+
+def index_names(cli: LiveCli) -> set[str]:
+    """The names of the indexes on every collection of the CLI's database."""
     client: MongoClient[Any] = MongoClient(cli.url)
     try:
-        names = set(client[cli.database][f"{DEFAULT_COLLECTION_PREFIX}entries"].index_information())
-        names |= set(
-            client[cli.database][f"{DEFAULT_COLLECTION_PREFIX}sessions"].index_information()
-        )
+        database = client[cli.database]
+        return {
+            name
+            for collection in database.list_collection_names()
+            for name in database[collection].index_information()
+        }
     finally:
         client.close()
-    assert {"entry_seq", "entry_dedupe", "session_key", "session_mtime"} <= names
 
 
 def test_kinds_lists_memory_and_mongo() -> None:
@@ -386,6 +546,34 @@ def test_kinds_lists_memory_and_mongo() -> None:
     assert "memory" in rows
     assert "mongo" in rows
     assert "session-store-mongo" in rows["mongo"]
+
+
+# -- global options ----------------------------------------------------------------------------
+
+
+@pytest.mark.live
+def test_global_options_after_the_command(cli: LiveCli) -> None:
+    """--url, --database and --project work after the command, and win over those before it."""
+    imported = invoke(
+        "--database", "wrong", "import", str(PROJECT_DIR),
+        "--url", cli.url, "--database", cli.database,
+    )  # fmt: skip
+    assert imported.exit_code == 0, imported.output
+    listed = invoke(
+        "list", "--json", "--url", cli.url, "--database", cli.database, "--project", PROJECT
+    )
+    assert listed.exit_code == 0, listed.output
+    assert {row["session_id"] for row in json.loads(listed.stdout)} == {MAIN, SECOND}
+
+
+@pytest.mark.parametrize("command", ["import", "export", "list", "show", "delete", "prune",
+                                     "stats", "ensure-indexes", "kinds"])  # fmt: skip
+def test_command_help_shows_the_global_options(command: str) -> None:
+    """Every command's --help lists the global options."""
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    for option in ("--url", "--database", "--project", "--timeout", "--no-create-indexes"):
+        assert option in result.stdout, option
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -432,8 +620,9 @@ def test_library_import_does_not_load_the_cli() -> None:
     """Importing the library never imports Typer, Rich or the CLI modules."""
     code = (
         "import sys, session_store_mongo, session_store_mongo.plugin\n"
-        "loaded = {'typer', 'rich', 'session_store_mongo.cli', 'session_store_mongo.cli.app'}\n"
-        "print(sorted(loaded & set(sys.modules)))\n"
+        "loaded = {m for m in sys.modules if m.split('.')[0] in ('typer', 'rich')\n"
+        "          or m.split('.')[:2] == ['session_store_mongo', 'cli']}\n"
+        "print(sorted(loaded))\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -475,11 +664,15 @@ def test_project_key_matches_the_sdk(tmp_path: Path) -> None:
 def test_project_defaults_to_the_current_directory(
     cli: LiveCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Without --project, a loose file goes to the current directory's project key."""
-    monkeypatch.chdir(tmp_path)
-    result = invoke(
-        "--url", cli.url, "--database", cli.database, "import", str(PROJECT_DIR / f"{SECOND}.jsonl")
-    )
-    assert result.exit_code == 0, result.output
-    sessions = cli.store(lambda s: s.list_sessions(compute_project_key(tmp_path)))
-    assert [s["session_id"] for s in sessions] == [SECOND]
+    """Without --project, list shows the sessions of the current directory's project key."""
+    here = tmp_path / "work"
+    here.mkdir()
+    project_dir = tmp_path / compute_project_key(here)
+    project_dir.mkdir()
+    shutil.copy(PROJECT_DIR / f"{SECOND}.jsonl", project_dir)
+    monkeypatch.chdir(here)
+    options = ("--url", cli.url, "--database", cli.database)
+    assert invoke(*options, "import", str(project_dir)).exit_code == 0
+    listed = invoke(*options, "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    assert [row["session_id"] for row in json.loads(listed.stdout)] == [SECOND]

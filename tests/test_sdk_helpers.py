@@ -198,7 +198,8 @@ async def test_reimport_adds_no_transcript_entries(store: SessionStore) -> None:
     after = await store.load(MAIN_KEY) or []
     uuids_before = [e["uuid"] for e in before if "uuid" in e]
     assert [e["uuid"] for e in after if "uuid" in e] == uuids_before
-    assert len(await store.load(AGENT_KEY) or []) == len(AGENT_MESSAGE_UUIDS)
+    subagent = await store.load(AGENT_KEY) or []
+    assert [e["uuid"] for e in subagent if "uuid" in e] == AGENT_MESSAGE_UUIDS
     messages = await get_session_messages_from_store(store, MAIN, CWD)
     assert [m.uuid for m in messages] == MAIN_MESSAGE_UUIDS
     assert (await listed(store))[MAIN].custom_title == MAIN_TITLE

@@ -5,51 +5,35 @@ Usage::
     from typer.testing import CliRunner
     from session_store_mongo.cli.app import app
 
-    result = CliRunner().invoke(app, ["--url", url, "--project", "p", "list", "--json"])
+    result = CliRunner().invoke(app, ["--url", url, "list", "--project", "p", "--json"])
 
-Every command that touches the store opens one ``MongoSessionStore`` (one client) inside
-``asyncio.run``, does all its work on it, and closes it on the way out. Errors end as one red
-line on stderr: exit 1 for store and connection failures, exit 2 for usage errors. Passwords are
-scrubbed from everything printed.
+Global options go before or after the command (``CommandGroup``). Every command that touches
+the store runs all its work on one store (one client) through ``Settings.run``; commands that
+only read never create indexes. Errors end as one line on stderr: exit 1 for store and
+connection failures, exit 2 for usage errors. Everything printed that came from the store or
+the user is shown literally (``literal``), and passwords never appear.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import timedelta
+import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any
 
 import typer
-from pymongo.errors import PyMongoError
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from session_store_protocol import StoreRegistry
-from session_store_protocol.errors import (
-    InvalidStoreOptionsError,
-    SessionStoreError,
-    SummariesUnavailableError,
-)
-from session_store_protocol.types import SessionKey
+from session_store_protocol.errors import SummariesUnavailableError
+from session_store_protocol.types import SessionListSubkeysKey
 
-from ..builder import validate_collection_prefix, validate_database_name
-from ..redact import password_of_url, redact_text
 from ..store import DEFAULT_COLLECTION_PREFIX, DEFAULT_DATABASE, MongoSessionStore
+from .group import CommandGroup
 from .importer import Importer, ImportReport
-from .layout import (
-    LayoutError,
-    Transcript,
-    find_transcripts,
-    project_key_for_directory,
-    transcript_path,
-    write_entries,
-)
+from .layout import ExportFile, LayoutError, Transcript, export_files, find_transcripts, write_file
+from .literal import literal, literal_json, visible
 from .render import (
     import_summary,
     kinds_tables,
@@ -60,99 +44,21 @@ from .render import (
     title_of,
     transcript_grid,
 )
+from .settings import EXIT_FAILURE, EXIT_USAGE, Settings, parse_duration, parse_timeout
 
 __all__ = ["app"]
 
-T = TypeVar("T")
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 DEFAULT_BATCH = 500
 _MAX_ERRORS_SHOWN = 20
-_DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 app = typer.Typer(
+    cls=CommandGroup,
     name="session-store-mongo",
     help="Import, inspect, export and prune Claude Code transcripts in a MongoDB session store.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-@dataclass
-class Settings:
-    """The global options, shared by every command through ``ctx.obj``."""
-
-    url: str | None
-    database: str
-    collection_prefix: str
-    project: str | None
-    timeout: float | None
-    out: Console = field(default_factory=Console)
-    err: Console = field(default_factory=lambda: Console(stderr=True))
-
-    @property
-    def project_key(self) -> str:
-        """``--project``, or the current directory's key as the SDK computes it."""
-        return self.project if self.project is not None else project_key_for_directory()
-
-    def fail(self, message: str, code: int = EXIT_FAILURE) -> NoReturn:
-        """Print one red line on stderr, without any password, and exit with ``code``."""
-        secret = password_of_url(self.url) if self.url else None
-        clean = redact_text(message, [secret] if secret else [])
-        self.err.print(f"[bold red]error:[/] {escape(clean)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code)
-
-    def session_key(self, session_id: str, subpath: str | None = None) -> SessionKey:
-        """The store key of a session of ``--project``."""
-        key: SessionKey = {"project_key": self.project_key, "session_id": session_id}
-        if subpath is not None:
-            key["subpath"] = subpath
-        return key
-
-
-def _client_options(timeout: float | None) -> dict[str, Any]:
-    """Client options for ``--timeout`` (the URL's own options apply otherwise)."""
-    if timeout is None:
-        return {}
-    return {
-        "serverSelectionTimeoutMS": int(timeout * 1000),
-        "connectTimeoutMS": int(timeout * 1000),
-    }
-
-
-def _with_store(
-    settings: Settings,
-    operation: Callable[[MongoSessionStore], Awaitable[T]],
-    *,
-    create_indexes: bool = True,
-) -> T:
-    """Run ``operation`` on a store opened from the global options, then close the store."""
-    if not settings.url:
-        settings.fail("no MongoDB URL: pass --url or set MONGO_URL", EXIT_USAGE)
-    url = settings.url
-
-    async def run() -> T:
-        validate_database_name(settings.database)
-        validate_collection_prefix(settings.collection_prefix)
-        store = MongoSessionStore(
-            url=url,
-            database=settings.database,
-            collection_prefix=settings.collection_prefix,
-            client_options=_client_options(settings.timeout),
-            create_indexes=create_indexes,
-        )
-        async with store:
-            return await operation(store)
-
-    try:
-        return asyncio.run(run())
-    except InvalidStoreOptionsError as exc:
-        settings.fail(str(exc), EXIT_USAGE)
-    except (SessionStoreError, PyMongoError, OSError) as exc:
-        settings.fail(str(exc) or type(exc).__name__)
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -181,12 +87,25 @@ def configure(
     ] = DEFAULT_COLLECTION_PREFIX,
     project: Annotated[
         str | None,
-        typer.Option(help="Project key (default: the current directory's, as the SDK derives it)."),
+        typer.Option(
+            help="Project key (default: the current directory's, as the SDK derives it; "
+            "import takes it from where each file sits)."
+        ),
     ] = None,
     timeout: Annotated[
         float | None,
-        typer.Option(min=0.1, help="Seconds to wait for the server (default: the store's)."),
+        typer.Option(
+            parser=parse_timeout,
+            help="Seconds to wait for the server, 0.1 to 3600 (default: the store's).",
+        ),
     ] = None,
+    create_indexes: Annotated[
+        bool,
+        typer.Option(
+            help="Let writing commands create missing indexes (reading ones never do); "
+            "--no-create-indexes for users without the createIndex privilege."
+        ),
+    ] = True,
 ) -> None:
     """Import, inspect, export and prune Claude Code transcripts in a MongoDB session store."""
     ctx.obj = Settings(
@@ -195,14 +114,20 @@ def configure(
         collection_prefix=collection_prefix,
         project=project,
         timeout=timeout,
+        create_indexes=create_indexes,
     )
 
 
-def _parse_duration(text: str) -> timedelta:
-    match = _DURATION.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"bad duration {text!r}: use a number and a unit s/m/h/d/w, e.g. 30d")
-    return timedelta(seconds=float(match["amount"]) * _UNIT_SECONDS[match["unit"]])
+def _check_can_confirm(settings: Settings, yes: bool) -> None:
+    """Refuse, before connecting, to delete without ``--yes`` when no terminal can answer."""
+    if not yes and not sys.stdin.isatty():
+        settings.fail("stdin is not a terminal to confirm on: pass --yes", EXIT_USAGE)
+
+
+async def _ask(settings: Settings, question: str) -> None:
+    """Ask on the terminal (in a thread: the store's client keeps its event loop); exit on no."""
+    if not await asyncio.to_thread(typer.confirm, visible(question)):
+        settings.fail("aborted")
 
 
 # -- kinds -------------------------------------------------------------------------------------
@@ -226,8 +151,9 @@ def import_transcripts(
         list[Path],
         typer.Argument(
             exists=True,
-            help="JSONL transcripts, project directories (~/.claude/projects/<project>) or "
-            "the projects root.",
+            help="JSONL transcripts, session or subagents directories, project directories "
+            "(~/.claude/projects/<project>) or the projects root. Project, session and "
+            "subagent come from where each file sits, as the SDK derives them.",
         ),
     ],
     batch_size: Annotated[int, typer.Option(min=1, help="Entries per append.")] = DEFAULT_BATCH,
@@ -237,8 +163,7 @@ def import_transcripts(
     transcripts: list[Transcript] = []
     try:
         for path in paths:
-            loose_project = settings.project_key if path.is_file() else ""
-            transcripts.extend(find_transcripts(path, loose_project=loose_project))
+            transcripts.extend(find_transcripts(path, project=settings.project))
     except LayoutError as exc:
         settings.fail(str(exc), EXIT_USAGE)
     total = sum(t.path.stat().st_size for t in transcripts)
@@ -259,7 +184,7 @@ def import_transcripts(
             nonlocal shown
             shown += 1
             if shown <= _MAX_ERRORS_SHOWN:
-                progress.console.print(f"[red]{escape(message)}[/]", highlight=False)
+                progress.console.print(literal(message, style="red"), soft_wrap=True)
 
         importer = Importer(
             store,
@@ -272,10 +197,10 @@ def import_transcripts(
                 await importer.transcript(transcript)
         return importer.report
 
-    report = _with_store(settings, run)
+    report = settings.run(run, writes=True)
     hidden = len(report.errors) - _MAX_ERRORS_SHOWN
     if hidden > 0:
-        settings.err.print(f"[red]… and {hidden} more errors[/]")
+        settings.err.print(Text(f"… and {hidden} more errors", style="red"), soft_wrap=True)
     settings.out.print(import_summary(report))
     if report.errors:
         raise typer.Exit(EXIT_FAILURE)
@@ -289,34 +214,39 @@ def export_session(
     ctx: typer.Context,
     session: Annotated[str, typer.Argument(help="Session id.")],
     out: Annotated[Path, typer.Option(file_okay=False, help="Directory to write <project>/ into.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace files that exist (otherwise refused).")
+    ] = False,
 ) -> None:
     """Write a session (and its subagents) back in Claude Code's on-disk layout."""
     settings = _settings(ctx)
     main_key = settings.session_key(session)
 
-    async def run(store: MongoSessionStore) -> list[tuple[Path, int]]:
+    async def run(store: MongoSessionStore) -> list[ExportFile]:
         subpaths = await store.list_subkeys(
             {"project_key": main_key["project_key"], "session_id": session}
         )
-        keys = [main_key, *(settings.session_key(session, subpath) for subpath in subpaths)]
-        written: list[tuple[Path, int]] = []
-        for key in keys:
-            entries = await store.load(key)
-            if entries is None:
-                continue
-            path = transcript_path(out, key)
-            write_entries(path, entries)
-            written.append((path, len(entries)))
-        return written
+        files: list[ExportFile] = []
+        for key in [main_key, *(settings.session_key(session, sub) for sub in subpaths)]:
+            files.extend(export_files(out, key, await store.load(key) or []))
+        return files
 
     try:
-        written = _with_store(settings, run, create_indexes=False)
+        files = settings.run(run)
     except LayoutError as exc:
         settings.fail(str(exc))
-    if not written:
+    if not files:
         settings.fail(f"session {session} not found in project {main_key['project_key']}")
-    for path, count in written:
-        settings.out.print(f"wrote {path} ({count} entries)", highlight=False, soft_wrap=True)
+    existing = [file.path for file in files if file.path.exists()]
+    if existing and not force:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        settings.fail(f"{existing[0]}{more} exist: pass --force to replace them")
+    for file in files:
+        try:
+            write_file(file)
+        except OSError as exc:
+            settings.fail(f"cannot write {file.path}: {exc.strerror or exc}")
+        settings.print_line(f"wrote {file.path} ({file.entries} entries)")
 
 
 # -- list and show -----------------------------------------------------------------------------
@@ -351,9 +281,9 @@ def list_sessions(
             for item in listed
         ]
 
-    rows = _with_store(settings, run, create_indexes=False)
+    rows = settings.run(run)
     if as_json:
-        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        typer.echo(literal_json(rows, indent=2))
         return
     settings.out.print(sessions_table(project, rows))
 
@@ -372,13 +302,13 @@ def show_session(
     """Print a transcript: messages, tool calls and shortened tool results."""
     settings = _settings(ctx)
     key = settings.session_key(session, subpath)
-    entries = _with_store(settings, lambda store: store.load(key), create_indexes=False)
+    entries = settings.run(lambda store: store.load(key))
     if entries is None:
         where = f"{session}/{subpath}" if subpath else session
         settings.fail(f"transcript {where} not found in project {key['project_key']}")
     if as_json:
         for entry in entries:
-            typer.echo(json.dumps(entry, ensure_ascii=False))
+            typer.echo(literal_json(entry))
         return
     settings.out.print(transcript_grid(entries))
 
@@ -392,9 +322,10 @@ def delete_session(
     session: Annotated[str, typer.Argument(help="Session id.")],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete a session with its subagent transcripts."""
+    """Delete a session with its subagent transcripts (asks first, on a terminal)."""
     settings = _settings(ctx)
     key = settings.session_key(session)
+    _check_can_confirm(settings, yes)
 
     async def run(store: MongoSessionStore) -> None:
         entries = await store.size(key)
@@ -407,12 +338,12 @@ def delete_session(
             f"Delete session {session} of project {key['project_key']} "
             f"({entries} entries, {len(subkeys)} subagent transcripts)?"
         )
-        if not yes and not await asyncio.to_thread(typer.confirm, question):
-            settings.fail("aborted")
+        if not yes:
+            await _ask(settings, question)
         await store.delete(key)
 
-    _with_store(settings, run)
-    settings.out.print(f"deleted session {session}", highlight=False)
+    settings.run(run, writes=True)
+    settings.print_line(f"deleted session {session}")
 
 
 @app.command("prune")
@@ -422,19 +353,33 @@ def prune_sessions(
         str, typer.Option(help="Idle time, a number with a unit s/m/h/d/w, e.g. 30d.")
     ],
     dry_run: Annotated[bool, typer.Option(help="Only list what would be deleted.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete whole sessions (in every project) idle for longer than --older-than."""
+    """Delete whole sessions (in every project) idle for longer than --older-than.
+
+    Lists them and asks first, on a terminal; only the sessions listed are deleted, and any
+    written to meanwhile is kept.
+    """
     settings = _settings(ctx)
     try:
-        idle_for = _parse_duration(older_than)
+        idle_for = parse_duration(older_than)
     except ValueError as exc:
         settings.fail(str(exc), EXIT_USAGE)
-    sessions = _with_store(
-        settings,
-        lambda store: store.prune_inactive(idle_for, dry_run=dry_run),
-        create_indexes=not dry_run,
-    )
-    settings.out.print(pruned_table(sessions, dry_run=dry_run))
+    if not dry_run:
+        _check_can_confirm(settings, yes)
+
+    async def run(store: MongoSessionStore) -> list[SessionListSubkeysKey]:
+        if yes or dry_run:
+            return await store.prune_inactive(idle_for, dry_run=dry_run)
+        idle = await store.prune_inactive(idle_for, dry_run=True)
+        if not idle:
+            return idle
+        settings.out.print(pruned_table(idle, dry_run=True))
+        await _ask(settings, f"Delete these {len(idle)} sessions?")
+        return await store.prune_inactive(idle_for, only=idle)
+
+    pruned = settings.run(run, writes=not dry_run)
+    settings.out.print(pruned_table(pruned, dry_run=dry_run))
 
 
 # -- maintenance -------------------------------------------------------------------------------
@@ -449,8 +394,8 @@ def ensure_indexes(ctx: typer.Context) -> None:
         await store.ensure_indexes()
         return f"{store.hosts}/{store.database}"
 
-    where = _with_store(settings, run, create_indexes=False)
-    settings.out.print(f"indexes ensured on {escape(where)}", highlight=False)
+    where = settings.run(run)
+    settings.print_line(f"indexes ensured on {where}")
 
 
 @app.command("stats")
@@ -460,6 +405,6 @@ def stats(
 ) -> None:
     """Count sessions, transcripts, entries and bytes; list the largest sessions."""
     settings = _settings(ctx)
-    totals = _with_store(settings, lambda store: store.stats(largest=largest), create_indexes=False)
+    totals = settings.run(lambda store: store.stats(largest=largest))
     for table in stats_tables(settings.database, totals):
         settings.out.print(table)

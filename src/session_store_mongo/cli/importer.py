@@ -5,13 +5,15 @@ Usage::
     from session_store_mongo.cli.importer import Importer
 
     importer = Importer(store, batch_size=500, on_progress=advance, on_error=print)
-    for transcript in find_transcripts(path, loose_project="p"):
+    for transcript in find_transcripts(path):
         await importer.transcript(transcript)
     importer.report          # sessions, transcripts, entries stored, duplicates skipped, errors
 
-A malformed line is reported as ``file:line`` and skipped; the rest of the file goes on. Importing
-the same files again stores nothing twice: the store skips entries whose ``uuid`` it holds, and
-the importer skips entries without ``uuid`` that the transcript already holds.
+A malformed line is reported as ``file:line`` and skipped; the rest of the file goes on. A
+subagent's ``.meta.json`` sidecar is appended after its lines as the SDK's import does
+(``{**sidecar, "type": "agent_metadata"}``). Importing the same files again stores nothing twice:
+the store skips entries whose ``uuid`` it holds, and the importer skips entries without ``uuid``
+that the transcript already holds.
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from session_store_protocol.errors import InvalidEntryError
+from session_store_protocol.errors import InvalidEntryError, InvalidKeyError
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 
 from ..store import MongoSessionStore
-from .layout import Transcript, read_entries
+from .layout import LayoutError, Transcript, read_entries, read_metadata
 
 __all__ = ["ImportReport", "Importer"]
 
@@ -71,14 +73,23 @@ class Importer:
         self._on_error(message)
 
     async def _append(
-        self, transcript: Transcript, batch: list[SessionStoreEntry], lines: list[int]
+        self, transcript: Transcript, batch: list[SessionStoreEntry], sources: list[str]
     ) -> int:
-        """Append one batch; return how many entries it offered (0 if the store refused it)."""
+        """Append one batch; return how many entries it offered (those the store accepted).
+
+        The store refuses a whole batch for one bad entry; the batch is then offered entry by
+        entry, so every good line is stored, in order, and each bad one reported as file:line.
+        """
         try:
             await self._store.append(transcript.key, batch)
         except InvalidEntryError as exc:
-            self._error(f"{transcript.path}:{lines[0]}-{lines[-1]}: batch refused: {exc}")
-            return 0
+            if len(batch) == 1:
+                self._error(f"{sources[0]}: refused: {exc}")
+                return 0
+            offered = 0
+            for entry, source in zip(batch, sources, strict=True):
+                offered += await self._append(transcript, [entry], [source])
+            return offered
         return len(batch)
 
     async def _stored_without_uuid(self, key: SessionKey) -> Counter[str]:
@@ -94,31 +105,50 @@ class Importer:
         return counts
 
     async def transcript(self, transcript: Transcript) -> None:
+        """Import one file (and its metadata sidecar); a key the store refuses skips the file."""
+        try:
+            await self._import(transcript)
+        except InvalidKeyError as exc:
+            self._error(f"{transcript.path}: cannot be stored under its key: {exc}")
+
+    async def _import(self, transcript: Transcript) -> None:
         """Import one file; the store's count before and after tells duplicates apart."""
         before = await self._store.size(transcript.key)
         already = await self._stored_without_uuid(transcript.key) if before else Counter[str]()
         offered = 0
         batch: list[SessionStoreEntry] = []
-        lines: list[int] = []
+        sources: list[str] = []
+
+        async def offer(entry: SessionStoreEntry, source: str) -> None:
+            nonlocal offered, batch, sources
+            if entry.get("uuid") is None and already[_canonical(entry)] > 0:
+                already[_canonical(entry)] -= 1
+                offered += 1
+                return
+            batch.append(entry)
+            sources.append(source)
+            if len(batch) >= self._batch_size:
+                offered += await self._append(transcript, batch, sources)
+                batch, sources = [], []
+
         try:
             for line in read_entries(transcript.path):
                 self._on_progress(line.size)
                 if line.entry is None:
                     self._error(f"{transcript.path}:{line.number}: {line.error}")
-                    continue
-                if line.entry.get("uuid") is None and already[_canonical(line.entry)] > 0:
-                    already[_canonical(line.entry)] -= 1
-                    offered += 1
-                    continue
-                batch.append(line.entry)
-                lines.append(line.number)
-                if len(batch) >= self._batch_size:
-                    offered += await self._append(transcript, batch, lines)
-                    batch, lines = [], []
+                else:
+                    await offer(line.entry, f"{transcript.path}:{line.number}")
         except OSError as exc:
             self._error(f"{transcript.path}: cannot read: {exc.strerror or exc}")
+        if transcript.metadata is not None:
+            try:
+                await offer(read_metadata(transcript.metadata), str(transcript.metadata))
+            except LayoutError as exc:
+                self._error(str(exc))
+            except OSError as exc:
+                self._error(f"{transcript.metadata}: cannot read: {exc.strerror or exc}")
         if batch:
-            offered += await self._append(transcript, batch, lines)
+            offered += await self._append(transcript, batch, sources)
         stored = await self._store.size(transcript.key) - before
         self.report.transcripts += 1
         self.report.sessions.add((transcript.key["project_key"], transcript.key["session_id"]))

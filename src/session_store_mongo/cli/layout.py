@@ -2,46 +2,60 @@
 
 Usage::
 
-    from session_store_mongo.cli.layout import find_transcripts, read_entries, transcript_path
+    from session_store_mongo.cli.layout import export_files, find_transcripts, read_entries
 
-    for transcript in find_transcripts(Path("~/.claude/projects").expanduser(), loose_project="p"):
+    for transcript in find_transcripts(Path("~/.claude/projects").expanduser()):
         for line in read_entries(transcript.path):
             ...                                   # line.entry, or line.error with line.number
 
-    transcript_path(Path("out"), {"project_key": "p", "session_id": "s"})   # out/p/s.jsonl
+    for file in export_files(Path("out"), key, entries):   # out/<project>/<session>.jsonl ...
+        write_file(file)
 
 The layout is ``<projects>/<project>/<session>.jsonl`` for a main transcript and
-``<projects>/<project>/<session>/subagents/agent-<id>.jsonl`` for a subagent, the mapping the
-SDK's ``file_path_to_session_key`` applies. Nothing here imports Typer, Rich or the SDK.
+``<projects>/<project>/<session>/subagents/agent-<id>.jsonl`` for a subagent, with its metadata
+in ``agent-<id>.meta.json`` beside it: the mapping the SDK's ``file_path_to_session_key`` and
+``import_session_to_store`` apply, keys taken from where a file sits. Lines are written as
+Claude Code writes them, so an exported file equals the imported one byte for byte. Nothing here
+imports Typer, Rich or the SDK.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import tempfile
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 
 __all__ = [
+    "METADATA_TYPE",
+    "ExportFile",
     "LayoutError",
     "Line",
     "Transcript",
     "compute_project_key",
+    "export_files",
     "find_transcripts",
     "project_key_for_directory",
     "read_entries",
+    "read_metadata",
+    "transcript_at",
     "transcript_path",
-    "write_entries",
+    "write_file",
 ]
 
 _TRANSCRIPT_SUFFIX = ".jsonl"
 _SUBAGENTS_DIR = "subagents"
+_METADATA_SUFFIX = ".meta.json"
+METADATA_TYPE = "agent_metadata"
+"""The entry type the SDK gives a subagent's metadata sidecar in the store."""
 _NON_ALPHANUMERIC = re.compile(r"[^a-zA-Z0-9]")
 _MAX_SANITIZED_LENGTH = 200
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -102,10 +116,12 @@ def project_key_for_directory(directory: str | os.PathLike[str] | None = None) -
 
 @dataclass(frozen=True)
 class Transcript:
-    """One JSONL file and the store key its entries go to."""
+    """One JSONL file, the store key its entries go to, and its subagent metadata sidecar."""
 
     path: Path
     key: SessionKey
+    metadata: Path | None = None
+    """``agent-<id>.meta.json`` beside a subagent transcript, when there is one."""
 
 
 def _is_transcript(path: Path) -> bool:
@@ -116,52 +132,105 @@ def _stem(path: Path) -> str:
     return path.name[: -len(_TRANSCRIPT_SUFFIX)]
 
 
-def _project_transcripts(project_dir: Path) -> Iterator[Transcript]:
-    """A project's main transcripts, each followed by its subagent transcripts, sorted."""
-    project_key = project_dir.name
-    for main in sorted(p for p in project_dir.iterdir() if _is_transcript(p)):
-        session_id = _stem(main)
-        yield Transcript(main, {"project_key": project_key, "session_id": session_id})
-        session_dir = project_dir / session_id
-        for sub in sorted(
-            p for p in (session_dir / _SUBAGENTS_DIR).rglob("*") if _is_transcript(p)
-        ):
-            parts = [*sub.relative_to(session_dir).parts[:-1], _stem(sub)]
-            yield Transcript(
-                sub,
-                {"project_key": project_key, "session_id": session_id, "subpath": "/".join(parts)},
-            )
+def _sidecar(path: Path) -> Path:
+    """``agent-x.jsonl`` -> ``agent-x.meta.json``, the name Claude Code gives the sidecar."""
+    return path.with_name(_stem(path) + _METADATA_SUFFIX)
+
+
+def transcript_at(path: Path, *, project: str | None = None) -> Transcript:
+    """The store key of one transcript file, from where it sits, as the SDK derives it.
+
+    ``<project>/<session>.jsonl`` is the main transcript of ``<session>`` in ``<project>``;
+    ``<project>/<session>/subagents/.../agent-x.jsonl`` is the subagent transcript with
+    subpath ``subagents/.../agent-x`` (the SDK's ``file_path_to_session_key``).
+
+    Args:
+        path: A ``.jsonl`` file.
+        project: The project key to use instead of the directory's name.
+
+    Raises:
+        LayoutError: The path leaves no name to take a project key or session id from.
+    """
+    path = Path(os.path.abspath(path))
+    parents = path.parts[:-1]
+    if _SUBAGENTS_DIR in parents:
+        at = len(parents) - 1 - parents[::-1].index(_SUBAGENTS_DIR)
+        session_dir = Path(*path.parts[:at])
+        subpath = "/".join((*path.parts[at:-1], _stem(path)))
+        key: SessionKey = {
+            "project_key": session_dir.parent.name if project is None else project,
+            "session_id": session_dir.name,
+            "subpath": subpath,
+        }
+        sidecar = _sidecar(path)
+        transcript = Transcript(path, key, sidecar if sidecar.is_file() else None)
+    else:
+        key = {
+            "project_key": path.parent.name if project is None else project,
+            "session_id": _stem(path),
+        }
+        transcript = Transcript(path, key)
+    if not transcript.key["project_key"] or not transcript.key["session_id"]:
+        raise LayoutError(f"{path}: no directory name to take the project key from; pass --project")
+    return transcript
+
+
+def _transcripts_under(directory: Path, *, project: str | None) -> list[Transcript]:
+    return [
+        transcript_at(p, project=project) for p in sorted(directory.rglob("*")) if _is_transcript(p)
+    ]
+
+
+def _project_transcripts(project_dir: Path, *, project: str | None) -> list[Transcript]:
+    """A project's transcripts: each session's main one, then its subagents', sorted."""
+    found: list[Transcript] = []
+    sessions = {_stem(p) for p in project_dir.iterdir() if _is_transcript(p)}
+    sessions |= {p.name for p in project_dir.iterdir() if (p / _SUBAGENTS_DIR).is_dir()}
+    for session_id in sorted(sessions):
+        main = project_dir / f"{session_id}{_TRANSCRIPT_SUFFIX}"
+        if _is_transcript(main):
+            found.append(transcript_at(main, project=project))
+        found.extend(_transcripts_under(project_dir / session_id / _SUBAGENTS_DIR, project=project))
+    return found
 
 
 def _holds_transcripts(directory: Path) -> bool:
     return any(_is_transcript(p) for p in directory.iterdir())
 
 
-def find_transcripts(path: Path, *, loose_project: str) -> list[Transcript]:
-    """List the transcripts under ``path`` with their store keys.
+def find_transcripts(path: Path, *, project: str | None = None) -> list[Transcript]:
+    """List the transcripts at or under ``path`` with their store keys, as the SDK derives them.
 
     Args:
-        path: A ``.jsonl`` file, a project directory (``<session>.jsonl`` files and their
-            ``<session>/subagents/`` trees) or a projects root holding project directories.
-        loose_project: The project key for a single ``.jsonl`` file given on its own.
+        path: A ``.jsonl`` file; a subagents directory or a session directory (its subagent
+            transcripts); a project directory (``<session>.jsonl`` files and their
+            ``<session>/subagents/`` trees); or a projects root holding project directories.
+        project: The project key for everything found, instead of the directories' names.
 
     Raises:
-        LayoutError: ``path`` is none of these, or holds no transcript.
+        LayoutError: ``path`` is none of these, holds no transcript, or ``project`` is given
+            for a projects root holding several projects.
     """
+    path = Path(os.path.abspath(path))
     if path.is_file():
         if not path.name.endswith(_TRANSCRIPT_SUFFIX):
             raise LayoutError(f"{path}: not a .jsonl transcript")
-        return [Transcript(path, {"project_key": loose_project, "session_id": _stem(path)})]
+        return [transcript_at(path, project=project)]
     if not path.is_dir():
         raise LayoutError(f"{path}: no such file or directory")
-    if _holds_transcripts(path):
-        return list(_project_transcripts(path))
-    found = [
-        transcript
-        for project_dir in sorted(p for p in path.iterdir() if p.is_dir())
-        if _holds_transcripts(project_dir)
-        for transcript in _project_transcripts(project_dir)
-    ]
+    if _SUBAGENTS_DIR in path.parts:
+        found = _transcripts_under(path, project=project)
+    elif (path / _SUBAGENTS_DIR).is_dir() and not _holds_transcripts(path):
+        found = _transcripts_under(path / _SUBAGENTS_DIR, project=project)
+    elif _holds_transcripts(path):
+        found = _project_transcripts(path, project=project)
+    else:
+        project_dirs = [p for p in sorted(path.iterdir()) if p.is_dir() and _holds_transcripts(p)]
+        if project is not None and len(project_dirs) > 1:
+            raise LayoutError(
+                f"{path}: holds {len(project_dirs)} projects; --project names one project"
+            )
+        found = [t for d in project_dirs for t in _project_transcripts(d, project=project)]
     if not found:
         raise LayoutError(f"{path}: no <session>.jsonl transcripts here or one level below")
     return found
@@ -192,6 +261,20 @@ def _problem(value: Any) -> str | None:
     return None
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _parse(text: bytes) -> tuple[Any, str | None]:
+    """A JSON value, strictly (no ``NaN`` or ``Infinity``), or why the text is not one."""
+    try:
+        return json.loads(text, parse_constant=_not_json), None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError and the constants
+        return None, f"bad JSON: {exc}"
+    except RecursionError:
+        return None, "bad JSON: nested too deeply"
+
+
 def read_entries(path: Path) -> Iterator[Line]:
     """Yield the entries of a JSONL transcript, or an error per malformed line; skip blanks."""
     with path.open("rb") as stream:
@@ -199,13 +282,34 @@ def read_entries(path: Path) -> Iterator[Line]:
             text = raw.strip()
             if not text:
                 continue
-            try:
-                value = json.loads(text)
-            except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-                yield Line(number, len(raw), error=f"bad JSON: {exc}")
-                continue
-            problem = _problem(value)
+            value, problem = _parse(text)
+            problem = problem or _problem(value)
             yield Line(number, len(raw), entry=value if problem is None else None, error=problem)
+
+
+def read_metadata(path: Path) -> SessionStoreEntry:
+    """A subagent's ``.meta.json`` sidecar as the entry the SDK's import stores for it.
+
+    The SDK (``import_session_to_store``) appends ``{**sidecar, "type": "agent_metadata"}``
+    after the transcript's lines; resuming writes it back as the sidecar.
+
+    Raises:
+        LayoutError: The sidecar is not a JSON object.
+        OSError: It cannot be read.
+    """
+    value, problem = _parse(path.read_bytes())
+    if problem is not None or not isinstance(value, dict):
+        raise LayoutError(f"{path}: {problem or 'not a JSON object'}")
+    # The type goes last, so a "type" key in the sidecar cannot shadow it (as in the SDK).
+    return cast(SessionStoreEntry, {**value, "type": METADATA_TYPE})
+
+
+# -- exporting ---------------------------------------------------------------------------------
+
+
+def _json_line(value: object) -> str:
+    """One value as Claude Code writes it: compact JSON, non-ASCII characters kept."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _safe_segment(value: str, field: str) -> str:
@@ -229,10 +333,50 @@ def transcript_path(root: Path, key: SessionKey) -> Path:
     return project_dir.joinpath(session_id, *parts[:-1], f"{parts[-1]}{_TRANSCRIPT_SUFFIX}")
 
 
-def write_entries(path: Path, entries: list[SessionStoreEntry]) -> None:
-    """Write entries as JSONL, one ``json.dumps(entry, ensure_ascii=False)`` per line."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8", newline="\n") as stream:
-        for entry in entries:
-            stream.write(json.dumps(entry, ensure_ascii=False))
-            stream.write("\n")
+@dataclass(frozen=True)
+class ExportFile:
+    """A file an export writes: transcript lines, or a subagent's metadata sidecar."""
+
+    path: Path
+    text: str
+    entries: int
+    """How many stored entries the file holds."""
+
+
+def export_files(root: Path, key: SessionKey, entries: list[SessionStoreEntry]) -> list[ExportFile]:
+    """The files Claude Code would hold for the transcript ``key`` under ``root``.
+
+    A subagent's ``agent_metadata`` entries (the last one wins, as on the SDK's resume) become
+    its ``.meta.json`` sidecar without the ``type`` field; every other entry is a line.
+
+    Raises:
+        LayoutError: A key field would escape ``root``.
+    """
+    path = transcript_path(root, key)
+    lines = entries
+    metadata: SessionStoreEntry | None = None
+    if "subpath" in key:
+        lines = [e for e in entries if e.get("type") != METADATA_TYPE]
+        metadata = next((e for e in reversed(entries) if e.get("type") == METADATA_TYPE), None)
+    files = []
+    if lines:
+        text = "".join(_json_line(entry) + "\n" for entry in lines)
+        files.append(ExportFile(path, text, len(lines)))
+    if metadata is not None:
+        sidecar = {name: value for name, value in metadata.items() if name != "type"}
+        files.append(ExportFile(_sidecar(path), _json_line(sidecar), 1))
+    return files
+
+
+def write_file(file: ExportFile) -> None:
+    """Write ``file`` whole or not at all (a temporary file renamed over it), mode 0600."""
+    file.path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{file.path.name}.", dir=file.path.parent)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(file.text)
+        os.replace(temporary, file.path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

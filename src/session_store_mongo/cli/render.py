@@ -6,6 +6,9 @@ Usage::
 
     console.print(sessions_table(project, rows))
     console.print(transcript_grid(entries))
+
+Every cell and title is a Rich ``Text`` made by ``literal``: stored text, ids, project keys and
+error messages print as they are, never as markup or terminal control sequences.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from session_store_protocol.types import SessionListSubkeysKey, SessionStoreEntr
 
 from ..store import StoreStats
 from .importer import ImportReport
+from .literal import literal
 
 __all__ = [
     "human_bytes",
@@ -39,6 +43,8 @@ __all__ = [
 _RESULT_CHARS = 200
 _ARGUMENT_CHARS = 60
 _TITLE_CHARS = 80
+_ROLE_CHARS = 20
+"""The role column does not wrap: a longer role (stored data) is cut, not the messages."""
 _TITLE_FIELDS = ("custom_title", "ai_title", "summary_hint", "first_prompt")
 _METADATA_FIELDS = {
     "type", "uuid", "parentUuid", "timestamp", "sessionId", "cwd", "version", "gitBranch",
@@ -64,10 +70,14 @@ def human_bytes(count: int) -> str:
 
 def _table(title: str, *headers: str) -> Table:
     """A table whose cells fold rather than cut, so ids stay whole in a narrow terminal."""
-    table = Table(title=title)
+    table = Table(title=literal(title))
     for header in headers:
         table.add_column(header, overflow="fold")
     return table
+
+
+def _row(table: Table, *cells: str, style: str | None = None) -> None:
+    table.add_row(*(literal(cell) for cell in cells), style=style)
 
 
 def _shorten(text: str, limit: int = _RESULT_CHARS) -> str:
@@ -83,13 +93,13 @@ def kinds_tables(registry: StoreRegistry) -> list[Table]:
     table = _table("store kinds", "kind", "plugin", "distribution", "version")
     for kind in registry.kinds():
         plugin = registry.plugin_for(kind)
-        table.add_row(kind, plugin.name, plugin.distribution or "-", plugin.version or "-")
+        _row(table, kind, plugin.name, plugin.distribution or "-", plugin.version or "-")
     tables = [table]
     failures = registry.failures()
     if failures:
         failed = _table("plugins that failed to load", "plugin", "distribution", "error")
         for failure in failures:
-            failed.add_row(failure.name, failure.distribution or "-", failure.error, style="red")
+            _row(failed, failure.name, failure.distribution or "-", failure.error, style="red")
         tables.append(failed)
     return tables
 
@@ -97,11 +107,11 @@ def kinds_tables(registry: StoreRegistry) -> list[Table]:
 def import_summary(report: ImportReport) -> Table:
     """Sessions, transcripts, entries stored, duplicates skipped and errors of an import."""
     table = _table("import summary", "", "count")
-    table.add_row("sessions", str(len(report.sessions)))
-    table.add_row("transcripts", str(report.transcripts))
-    table.add_row("entries stored", str(report.stored))
-    table.add_row("skipped duplicates", str(report.skipped))
-    table.add_row("errors", str(len(report.errors)), style="red" if report.errors else None)
+    _row(table, "sessions", str(len(report.sessions)))
+    _row(table, "transcripts", str(report.transcripts))
+    _row(table, "entries stored", str(report.stored))
+    _row(table, "skipped duplicates", str(report.skipped))
+    _row(table, "errors", str(len(report.errors)), style="red" if report.errors else None)
     return table
 
 
@@ -110,7 +120,7 @@ def pruned_table(sessions: list[SessionListSubkeysKey], *, dry_run: bool) -> Tab
     verb = "would delete" if dry_run else "deleted"
     table = _table(f"{verb} {len(sessions)} sessions", "project", "session")
     for item in sorted(sessions, key=lambda s: (s["project_key"], s["session_id"])):
-        table.add_row(item["project_key"], item["session_id"])
+        _row(table, item["project_key"], item["session_id"])
     return table
 
 
@@ -130,22 +140,23 @@ def sessions_table(project: str, rows: list[dict[str, Any]]) -> Table:
     """The ``list`` table: session, last write, entries and title."""
     table = _table(f"sessions of {project}", "session", "modified", "entries", "title")
     for row in rows:
-        table.add_row(row["session_id"], row["modified"], str(row["entries"]), row["title"])
+        _row(table, row["session_id"], row["modified"], str(row["entries"]), row["title"])
     return table
 
 
 def stats_tables(database: str, totals: StoreStats) -> list[Table]:
     """The totals of a store, and its largest sessions if it has any."""
     summary = _table(f"store {database}", "", "total")
-    summary.add_row("sessions", str(totals.sessions))
-    summary.add_row("transcripts", str(totals.transcripts))
-    summary.add_row("entries", str(totals.entries))
-    summary.add_row("size", human_bytes(totals.bytes))
+    _row(summary, "sessions", str(totals.sessions))
+    _row(summary, "transcripts", str(totals.transcripts))
+    _row(summary, "entries", str(totals.entries))
+    _row(summary, "size", human_bytes(totals.bytes))
     tables = [summary]
     if totals.largest:
         table = _table("largest sessions", "project", "session", "entries", "size", "modified")
         for item in totals.largest:
-            table.add_row(
+            _row(
+                table,
                 item.project_key,
                 item.session_id,
                 str(item.entries),
@@ -213,7 +224,8 @@ def _entry_row(entry: SessionStoreEntry) -> tuple[Text, Text]:
         role = kind
         rest = {name: value for name, value in entry.items() if name not in _METADATA_FIELDS}
         body = _shorten(json.dumps(rest, ensure_ascii=False))
-    return Text(role, style=_ROLE_STYLES.get(role, "dim")), Text(body)
+    shown_role = _shorten(role, _ROLE_CHARS)
+    return literal(shown_role, style=_ROLE_STYLES.get(role, "dim")), literal(body, multiline=True)
 
 
 def transcript_grid(entries: Iterable[SessionStoreEntry]) -> Table:

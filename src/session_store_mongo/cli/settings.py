@@ -1,0 +1,177 @@
+"""The CLI's global options, and running a command's work on one store with one-line errors.
+
+Usage::
+
+    settings = Settings(url=url, database="db", collection_prefix="", project=None, timeout=None)
+    rows = settings.run(lambda store: store.list_sessions(settings.project_key))
+    settings.fail("session s not found")          # one red line on stderr, exit 1
+
+``run`` opens one ``MongoSessionStore`` (one client) inside ``asyncio.run``, hands it to the
+command's coroutine, and closes it. Every error ends as one line on stderr: exit 1 for store and
+connection failures, exit 2 for usage errors; passwords are scrubbed and the text is shown
+literally (``literal``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from pymongo.errors import PyMongoError
+from rich.console import Console
+from rich.text import Text
+
+from session_store_protocol.errors import InvalidStoreOptionsError, SessionStoreError
+from session_store_protocol.types import SessionKey
+
+from ..builder import validate_collection_prefix, validate_database_name
+from ..redact import password_of_url, redact_text
+from ..store import MongoSessionStore
+from .layout import project_key_for_directory
+from .literal import literal
+
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_USAGE",
+    "MAX_TIMEOUT_SECONDS",
+    "MIN_TIMEOUT_SECONDS",
+    "Settings",
+    "parse_duration",
+    "parse_timeout",
+]
+
+T = TypeVar("T")
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+MIN_TIMEOUT_SECONDS = 0.1
+MAX_TIMEOUT_SECONDS = 3600.0
+_DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``1.5w``... as a ``timedelta``.
+
+    Raises:
+        ValueError: Not a number and a unit s/m/h/d/w, or longer than a ``timedelta`` holds.
+    """
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"bad duration {text!r}: use a number and a unit s/m/h/d/w, e.g. 30d")
+    seconds = float(match["amount"]) * _UNIT_SECONDS[match["unit"]]
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"bad duration {text!r}: longer than {timedelta.max.days} days") from None
+
+
+def parse_timeout(text: str) -> float:
+    """``--timeout``: seconds between 0.1 and an hour (``nan`` and ``inf`` are refused).
+
+    Raises:
+        typer.BadParameter: Not a number in that range (a usage error naming the range).
+    """
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(seconds) and MIN_TIMEOUT_SECONDS <= seconds <= MAX_TIMEOUT_SECONDS):
+        raise typer.BadParameter(
+            f"{text} is not between {MIN_TIMEOUT_SECONDS} and {MAX_TIMEOUT_SECONDS:.0f} seconds"
+        )
+    return seconds
+
+
+@dataclass
+class Settings:
+    """The global options, shared by every command through ``ctx.obj``."""
+
+    url: str | None
+    database: str
+    collection_prefix: str
+    project: str | None
+    timeout: float | None
+    create_indexes: bool = True
+    out: Console = field(default_factory=Console)
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+
+    @property
+    def project_key(self) -> str:
+        """``--project``, or the current directory's key as the SDK computes it."""
+        return self.project if self.project is not None else project_key_for_directory()
+
+    def session_key(self, session_id: str, subpath: str | None = None) -> SessionKey:
+        """The store key of a session of ``--project``."""
+        key: SessionKey = {"project_key": self.project_key, "session_id": session_id}
+        if subpath is not None:
+            key["subpath"] = subpath
+        return key
+
+    def print_line(self, text: str | Text) -> None:
+        """Print one line to stdout as it is, never wrapped (scripts read these lines)."""
+        line = text if isinstance(text, Text) else literal(text)
+        self.out.print(line, soft_wrap=True, highlight=False)
+
+    def print_error(self, message: str) -> None:
+        """Print one red line to stderr, without any password, never wrapped."""
+        secret = password_of_url(self.url) if self.url else None
+        clean = redact_text(message, [secret] if secret else [])
+        self.err.print(
+            Text("error: ", style="bold red") + literal(clean), soft_wrap=True, highlight=False
+        )
+
+    def fail(self, message: str, code: int = EXIT_FAILURE) -> NoReturn:
+        """Print ``message`` as one red line on stderr and exit with ``code``."""
+        self.print_error(message)
+        raise typer.Exit(code)
+
+    def _client_options(self) -> dict[str, Any]:
+        """Client options for ``--timeout`` (the URL's own options apply otherwise)."""
+        if self.timeout is None:
+            return {}
+        milliseconds = int(self.timeout * 1000)
+        return {"serverSelectionTimeoutMS": milliseconds, "connectTimeoutMS": milliseconds}
+
+    def run(
+        self,
+        operation: Callable[[MongoSessionStore], Awaitable[T]],
+        *,
+        writes: bool = False,
+    ) -> T:
+        """Run ``operation`` on one store opened from the global options, then close it.
+
+        Args:
+            operation: The command's work, given the open store.
+            writes: The command writes, so it creates missing indexes first, unless
+                ``--no-create-indexes``. Reading never creates indexes (a read-only user can).
+        """
+        if not self.url:
+            self.fail("no MongoDB URL: pass --url or set MONGO_URL", EXIT_USAGE)
+        url = self.url
+
+        async def run() -> T:
+            validate_database_name(self.database)
+            validate_collection_prefix(self.collection_prefix)
+            store = MongoSessionStore(
+                url=url,
+                database=self.database,
+                collection_prefix=self.collection_prefix,
+                client_options=self._client_options(),
+                create_indexes=writes and self.create_indexes,
+            )
+            async with store:
+                return await operation(store)
+
+        try:
+            return asyncio.run(run())
+        except InvalidStoreOptionsError as exc:
+            self.fail(str(exc), EXIT_USAGE)
+        except (SessionStoreError, PyMongoError, OSError) as exc:
+            self.fail(str(exc) or type(exc).__name__)

@@ -1,0 +1,93 @@
+"""A read-only operator (role ``read``) can list, show, export and count, never write.
+
+A SecantusDB with ``--auth`` is provisioned as ``tests/test_auth_tls.py`` does: started once
+without ``--auth`` to create the users (``writer`` with ``readWrite`` and ``reader`` with
+``read`` on one database), then restarted on the same storage with ``--auth``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from devtools.secantus import SecantusServer
+from pymongo import MongoClient
+from typer.testing import Result
+
+from tests.cli_support import MAIN, PROJECT, PROJECT_DIR, SECOND, invoke
+from tests.servers import running_server
+
+pytestmark = pytest.mark.live
+
+DATABASE = "shared"
+PASSWORD = "pw-READER-7e1b"
+
+
+@pytest.fixture(scope="module")
+def auth_server(
+    secantusd: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecantusServer]:
+    """A SecantusDB with ``--auth``: a writer and a reader of one database, the fixture imported."""
+    data = str(tmp_path_factory.mktemp("read-only-data"))
+    with running_server(secantusd, storage_path=data) as setup:
+        port = setup.port
+        client: MongoClient[dict[str, Any]]
+        with MongoClient(setup.url) as client:
+            for user, role in (("writer", "readWrite"), ("reader", "read")):
+                client.admin.command(
+                    "createUser", user, pwd=PASSWORD, roles=[{"role": role, "db": DATABASE}]
+                )
+    with running_server(secantusd, "--auth", storage_path=data, port=port) as server:
+        imported = as_user(server, "writer", "import", str(PROJECT_DIR))
+        assert imported.exit_code == 0, imported.output
+        yield server
+
+
+def as_user(server: SecantusServer, user: str, *args: str) -> Result:
+    url = (
+        f"mongodb://{user}:{PASSWORD}@127.0.0.1:{server.port}/"
+        "?authSource=admin&directConnection=true"
+    )
+    return invoke(
+        "--url", url, "--database", DATABASE, "--project", PROJECT, "--timeout", "5", *args
+    )
+
+
+def test_reader_lists_sessions(auth_server: SecantusServer) -> None:
+    """``list`` works for a user who may only read (it creates no index)."""
+    result = as_user(auth_server, "reader", "list", "--json")
+    assert result.exit_code == 0, result.output
+    assert {row["session_id"] for row in json.loads(result.stdout)} == {MAIN, SECOND}
+
+
+def test_reader_counts_with_stats(auth_server: SecantusServer) -> None:
+    """``stats`` works for a user who may only read."""
+    result = as_user(auth_server, "reader", "stats")
+    assert result.exit_code == 0, result.output
+    assert MAIN in result.stdout
+
+
+def test_reader_shows_and_exports(auth_server: SecantusServer, tmp_path: Path) -> None:
+    """``show`` and ``export`` work for a user who may only read."""
+    shown = as_user(auth_server, "reader", "show", SECOND, "--json")
+    assert shown.exit_code == 0, shown.output
+    assert len(shown.stdout.splitlines()) == 2
+    exported = as_user(auth_server, "reader", "export", SECOND, "--out", str(tmp_path))
+    assert exported.exit_code == 0, exported.output
+    assert (tmp_path / PROJECT / f"{SECOND}.jsonl").read_bytes() == (
+        PROJECT_DIR / f"{SECOND}.jsonl"
+    ).read_bytes()
+
+
+def test_reader_cannot_write_and_is_told_so(auth_server: SecantusServer) -> None:
+    """Deleting as the reader is refused: exit 1, one line, no password, nothing deleted."""
+    result = as_user(auth_server, "reader", "delete", SECOND, "--yes")
+    assert result.exit_code == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert PASSWORD not in result.output
+    assert "Traceback" not in result.output
+    listed = as_user(auth_server, "reader", "list", "--json")
+    assert {row["session_id"] for row in json.loads(listed.stdout)} == {MAIN, SECOND}
