@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 # Runs a command with MONGO_URL set: yours if exported, else a throw-away SecantusDB.
 WITH_SERVER := $(PY) -m devtools.secantus run --
 PYTEST_ARGS ?=
+# Every extra, so the suite covers summaries, Motor and the CLI; dev tools come from the
+# `dev` dependency group in pyproject.toml (not an extra: it is not published).
+EXTRAS := summaries,motor,cli
 
 .PHONY: $(VENV) lint test demo bench serve clean
 
@@ -16,7 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
 		|| { echo "$(PYTHON) is missing or older than 3.10; use make PYTHON=python3.X ..." >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -e '.[dev]'
+	$(PY) -m pip install --quiet 'pip>=25.1'  # dependency groups (--group) need pip 25.1
+	$(PY) -m pip install -e '.[$(EXTRAS)]' --group dev
 	touch $@
 
 lint: $(VENV)

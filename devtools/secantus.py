@@ -6,6 +6,9 @@ SecantusDB (PyPI ``secantusdb``) is GPL-2.0, so it lives only in its own virtual
 Command line::
 
     python -m devtools.secantus run -- CMD ARGS...   # CMD sees MONGO_URL (and SECANTUSD)
+
+When ``run`` starts the server itself, CMD also sees ``SECANTUS_STARTED`` (the server's URL), so
+it can tell a throw-away server from a ``MONGO_URL`` the user chose.
     python -m devtools.secantus serve [--port N] [--storage-path P]
 """
 
@@ -322,7 +325,12 @@ def run(command: Sequence[str]) -> int:
             f"devtools.secantus: started SecantusDB {server.url} (pid {server.pid}, {executable})",
             file=sys.stderr,
         )
-        env = {**os.environ, "MONGO_URL": server.url, "SECANTUSD": str(executable)}
+        env = {
+            **os.environ,
+            "MONGO_URL": server.url,
+            "SECANTUSD": str(executable),
+            "SECANTUS_STARTED": server.url,
+        }
         return _run_child(command, env)
     finally:
         server.stop()

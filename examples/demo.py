@@ -252,11 +252,14 @@ def demo(url: str, database: str) -> None:
         f"\nDone. The data lives on {hosts_in_url(url)}, database {database!r}, "
         f"collections {', '.join(collections)}."
     )
-    print(
-        "(`make demo` without MONGO_URL ran a throw-away in-memory SecantusDB; it stops now.)\n"
-        "To keep the data in your own MongoDB: "
-        "MONGO_URL='mongodb+srv://USER:PASSWORD@HOST' make demo"
-    )
+    if os.environ.get("SECANTUS_STARTED") == url:
+        print(
+            "(`make demo` without MONGO_URL ran a throw-away in-memory SecantusDB; it stops now.)"
+            "\nTo keep the data in your own MongoDB: "
+            "MONGO_URL='mongodb+srv://USER:PASSWORD@HOST' make demo"
+        )
+    else:
+        print(f"(The data stays there; drop database {database!r} to remove it.)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
