@@ -25,13 +25,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks.soak import transcript_batch
 from devtools.secantus import SecantusServer
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, MongoClient
 from pymongo.monitoring import (
     CommandFailedEvent,
     CommandListener,
@@ -50,6 +50,7 @@ __all__ = [
     "fail_command",
     "failpoint_off",
     "running_server",
+    "server_with_users",
     "transcript_batch",
 ]
 
@@ -82,6 +83,25 @@ def running_server(
         yield server
     finally:
         server.stop(stop_timeout)
+
+
+@contextlib.contextmanager
+def server_with_users(
+    executable: Path, storage_path: str, users: Mapping[str, tuple[str, list[dict[str, str]]]]
+) -> Iterator[SecantusServer]:
+    """A SecantusDB with ``--auth`` whose users (name: password and roles) exist.
+
+    Provisioned the way SecantusDB asks: started once without ``--auth`` on ``storage_path`` to
+    run ``createUser`` in ``admin``, then restarted on the same storage and port with ``--auth``.
+    """
+    with running_server(executable, storage_path=storage_path) as setup:
+        port = setup.port
+        client: MongoClient[dict[str, Any]]
+        with MongoClient(setup.url) as client:
+            for user, (password, roles) in users.items():
+                client.admin.command("createUser", user, pwd=password, roles=roles)
+    with running_server(executable, "--auth", storage_path=storage_path, port=port) as server:
+        yield server
 
 
 async def fail_command(

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import trustme
 from devtools.secantus import SecantusServer
-from pymongo import MongoClient
 
 from session_store_mongo import MongoSessionStore, mongo_session_store_builder
 from session_store_protocol import SessionKey, StoreRegistry
@@ -25,7 +24,7 @@ from session_store_protocol.errors import (
     StoreAuthenticationError,
     StoreUnavailableError,
 )
-from tests.servers import running_server, transcript_batch
+from tests.servers import running_server, server_with_users, transcript_batch
 
 pytestmark = pytest.mark.live
 
@@ -41,14 +40,8 @@ def auth_server(
 ) -> Iterator[SecantusServer]:
     """A SecantusDB with ``--auth`` whose only user may read and write ``tenant_a``."""
     data = str(tmp_path_factory.mktemp("auth-data"))
-    with running_server(secantusd, storage_path=data) as setup:
-        port = setup.port
-        client: MongoClient[dict[str, Any]]
-        with MongoClient(setup.url) as client:
-            client.admin.command(
-                "createUser", "app", pwd=PASSWORD, roles=[{"role": "readWrite", "db": "tenant_a"}]
-            )
-    with running_server(secantusd, "--auth", storage_path=data, port=port) as server:
+    users = {"app": (PASSWORD, [{"role": "readWrite", "db": "tenant_a"}])}
+    with server_with_users(secantusd, data, users) as server:
         yield server
 
 

@@ -1,8 +1,7 @@
 """A read-only operator (role ``read``) can list, show, export and count, never write.
 
-A SecantusDB with ``--auth`` is provisioned as ``tests/test_auth_tls.py`` does: started once
-without ``--auth`` to create the users (``writer`` with ``readWrite`` and ``reader`` with
-``read`` on one database), then restarted on the same storage with ``--auth``.
+A SecantusDB with ``--auth`` has two users of one database: ``writer`` (``readWrite``), who
+imports the fixture, and ``reader`` (``read``).
 """
 
 from __future__ import annotations
@@ -10,15 +9,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from devtools.secantus import SecantusServer
-from pymongo import MongoClient
 from typer.testing import Result
 
 from tests.cli_support import MAIN, PROJECT, PROJECT_DIR, SECOND, invoke
-from tests.servers import running_server
+from tests.servers import server_with_users
 
 pytestmark = pytest.mark.live
 
@@ -32,15 +29,11 @@ def auth_server(
 ) -> Iterator[SecantusServer]:
     """A SecantusDB with ``--auth``: a writer and a reader of one database, the fixture imported."""
     data = str(tmp_path_factory.mktemp("read-only-data"))
-    with running_server(secantusd, storage_path=data) as setup:
-        port = setup.port
-        client: MongoClient[dict[str, Any]]
-        with MongoClient(setup.url) as client:
-            for user, role in (("writer", "readWrite"), ("reader", "read")):
-                client.admin.command(
-                    "createUser", user, pwd=PASSWORD, roles=[{"role": role, "db": DATABASE}]
-                )
-    with running_server(secantusd, "--auth", storage_path=data, port=port) as server:
+    users = {
+        user: (PASSWORD, [{"role": role, "db": DATABASE}])
+        for user, role in (("writer", "readWrite"), ("reader", "read"))
+    }
+    with server_with_users(secantusd, data, users) as server:
         imported = as_user(server, "writer", "import", str(PROJECT_DIR))
         assert imported.exit_code == 0, imported.output
         yield server
