@@ -252,6 +252,16 @@ async def test_chunked_entry_larger_than_a_document(live_store: MongoSessionStor
     assert loaded is not None
     assert [e["uuid"] for e in loaded] == ["small", "big", "after"]
     assert loaded[1] == big
+    items = [item async for item in live_store.iter_entries(KEY)]
+    assert [item.entry for item in items] == loaded
+    resumed = [item.entry async for item in live_store.iter_entries(KEY, after=items[0].seq)]
+    assert resumed == loaded[1:]
+    # Chunks gone under a reader (a delete racing it): a typed error, never a partial entry.
+    await live_store.client[live_store.database][
+        f"{DEFAULT_COLLECTION_PREFIX}entry_chunks"
+    ].delete_many({"part": 1})
+    with pytest.raises(StoreUnavailableError, match=r"stored in 3 chunks but 2 were found"):
+        await live_store.load(KEY)
 
 
 async def test_injected_client_is_not_closed_and_closed_store_refuses() -> None:

@@ -20,6 +20,7 @@ from .store import (
     DEFAULT_DATABASE,
     MongoSessionStore,
     SessionTotals,
+    StoredEntry,
     StoreStats,
 )
 
@@ -30,6 +31,7 @@ __all__ = [
     "MongoSessionStore",
     "SessionTotals",
     "StoreStats",
+    "StoredEntry",
     "mongo_session_store_builder",
     "validate_database_name",
 ]

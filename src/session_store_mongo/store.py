@@ -7,6 +7,8 @@ Usage::
     # From a URL: the store owns the client and closes it.
     async with MongoSessionStore.from_url("mongodb://localhost:27017") as store:
         await store.append({"project_key": "p", "session_id": "s"}, [{"type": "user"}])
+        async for item in store.iter_entries({"project_key": "p", "session_id": "s"}):
+            print(item.seq, item.entry)          # any length, bounded memory
 
     # With a client you already have (pymongo AsyncMongoClient, or Motor): you close it.
     store = MongoSessionStore(client=client, database="agents")
@@ -15,7 +17,7 @@ Usage::
 This module is the public API; each concept lives in a module named after it: ``layout``
 (collections, indexes, key fields), ``client`` (the driver client, error translation),
 ``codec`` (entries to BSON and chunks), ``append`` (reserve, insert, settle), ``summary``
-(folding and catching up summaries), ``reader`` (loading a transcript in order) and
+(folding and catching up summaries), ``reader`` (streaming a transcript in order) and
 ``ownership`` (writing only into collections that hold nothing but the store's own data).
 """
 
@@ -23,11 +25,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from session_store_protocol.errors import InvalidStoreOptionsError, StoreClosedError
+from session_store_protocol.errors import (
+    InvalidKeyError,
+    InvalidStoreOptionsError,
+    StoreClosedError,
+)
 from session_store_protocol.summaries import load_fold
 from session_store_protocol.types import (
     MAIN_SUBPATH,
@@ -48,7 +54,7 @@ from .client import DEFAULT_CLIENT_OPTIONS, Connection, client_facts
 from .codec import epoch_ms
 from .layout import DEFAULT_COLLECTION_PREFIX, Collections, key_fields
 from .ownership import check_owned
-from .reader import read_entries
+from .reader import StoredEntry, iter_stored, read_entries
 from .session_totals import SessionTotals, StoreStats, idle_sessions, prune, store_stats
 from .summary import DEFAULT_LEASE_MS, Summaries, summary_view
 
@@ -64,6 +70,7 @@ __all__ = [
     "MongoSessionStore",
     "SessionTotals",
     "StoreStats",
+    "StoredEntry",
 ]
 
 DEFAULT_DATABASE = "computeragent_sessions"
@@ -258,6 +265,47 @@ class MongoSessionStore:
             await self._ready()
             entries = await read_entries(self._collections, ident)
         return entries or None
+
+    def iter_entries(
+        self, key: SessionKey, *, after: int | None = None
+    ) -> AsyncGenerator[StoredEntry, None]:
+        """Stream a transcript in append order, in bounded memory, whatever its length.
+
+        Usage::
+
+            async with contextlib.aclosing(store.iter_entries(key, after=seq)) as items:
+                async for item in items:
+                    handle(item.entry)   # item.seq: resume with after=item.seq
+
+        Args:
+            key: The transcript; nothing is yielded for an unknown key.
+            after: Yield only the entries behind this ``seq`` (an item's ``seq`` from an earlier
+                read); ``None`` starts at the first entry.
+
+        Returns:
+            An async generator of ``StoredEntry`` (``seq``, ``subpath``, ``entry``), each entry
+            deep-equal to what was appended, entries stored in chunks reassembled.
+
+        Raises:
+            InvalidKeyError: Malformed key or ``after``, raised by this call itself.
+            StoreUnavailableError: The server failed while streaming.
+        """
+        ident = key_fields(validate_key(key))
+        if after is not None and (type(after) is not int or after < 0):
+            raise InvalidKeyError(f"after must be a seq (an int >= 0) or None, got {after!r}")
+        return self._iter_entries(ident, after)
+
+    async def _iter_entries(
+        self, ident: dict[str, str], after: int | None
+    ) -> AsyncGenerator[StoredEntry, None]:
+        with self._operation("iter_entries"):
+            await self._ready()
+            # Closing this iterator must close the reader's cursor now, not at garbage collection.
+            async with contextlib.aclosing(
+                iter_stored(self._collections, ident, after=after)
+            ) as items:
+                async for item in items:
+                    yield item
 
     # -- listing ---------------------------------------------------------------------------
 

@@ -191,9 +191,7 @@ class Summaries:
             if folded_upto >= reserved or not (refold or landed >= reserved or abandoned):
                 return doc
             previous = None if refold else summary_view(doc, key)
-            pending = await read_entries(
-                self._collections, ident, {"$gt": folded_upto, "$lte": reserved}
-            )
+            pending = await read_entries(self._collections, ident, after=folded_upto, upto=reserved)
             summary = fold(previous, key, pending)
             repair = {"$max": {"landed": reserved}} if abandoned else None
             written = await self._compare_and_set(ident, doc, summary, reserved, repair)

@@ -1,0 +1,149 @@
+"""Streaming a transcript: ``MongoSessionStore.iter_entries`` in order, resumable, bounded."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from mongomock_motor import AsyncMongoMockClient
+from pymongo import monitoring
+
+from session_store_mongo import MongoSessionStore, StoredEntry
+from session_store_protocol import InvalidKeyError, SessionKey
+from tests.support import unique_name
+
+KEY: SessionKey = {"project_key": "proj", "session_id": "sess"}
+SUB: SessionKey = {**KEY, "subpath": "subagents/agent-1"}
+
+
+def _entries(n: int, prefix: str = "e") -> list[Any]:
+    return [{"type": "user", "uuid": f"{prefix}{i}", "n": i} for i in range(n)]
+
+
+async def _all(items: AsyncIterator[StoredEntry]) -> list[StoredEntry]:
+    return [item async for item in items]
+
+
+class _Names(monitoring.CommandListener):
+    """Records the names of the commands a client sends."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+@pytest.fixture(params=["mongomock", pytest.param("live", marks=pytest.mark.live)])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[MongoSessionStore]:
+    """A Mongo store in process (mongomock-motor) and on the live server."""
+    database = unique_name("iter")
+    if request.param == "mongomock":
+        yield MongoSessionStore(client=AsyncMongoMockClient(), database=database)
+        return
+    url = request.getfixturevalue("mongo_url")
+    live = MongoSessionStore(url=url, database=database)
+    yield live
+    await live.client.drop_database(database)
+    await live.close()
+
+
+@pytest.fixture
+async def listened(mongo_url: str) -> AsyncIterator[tuple[MongoSessionStore, _Names]]:
+    """A live store whose client reports every command it sends."""
+    listener = _Names()
+    database = unique_name("iter")
+    live = MongoSessionStore(
+        url=mongo_url, database=database, client_options={"event_listeners": [listener]}
+    )
+    await live.connect()
+    yield live, listener
+    await live.client.drop_database(database)
+    await live.close()
+
+
+async def test_streams_in_append_order_with_positions(store: MongoSessionStore) -> None:
+    """Every entry once, in append order, each with its increasing seq and its subpath."""
+    await store.append(KEY, _entries(3, "a"))
+    await store.append(KEY, _entries(4, "b"))
+    await store.append(SUB, _entries(2, "s"))
+    items = await _all(store.iter_entries(KEY))
+    assert [item.entry for item in items] == _entries(3, "a") + _entries(4, "b")
+    seqs = [item.seq for item in items]
+    assert seqs == sorted(set(seqs))
+    assert {item.subpath for item in items} == {None}
+    sub = await _all(store.iter_entries(SUB))
+    assert [(item.subpath, item.entry) for item in sub] == [
+        ("subagents/agent-1", entry) for entry in _entries(2, "s")
+    ]
+    assert [item.entry for item in items] == await store.load(KEY)
+
+
+async def test_resumes_after_a_position(store: MongoSessionStore) -> None:
+    """``after=seq`` yields exactly the entries behind that seq; the last seq yields nothing."""
+    await store.append(KEY, _entries(10))
+    items = await _all(store.iter_entries(KEY))
+    for cut in (0, 3, 9):
+        rest = await _all(store.iter_entries(KEY, after=items[cut].seq))
+        assert rest == items[cut + 1 :]
+    assert await _all(store.iter_entries(KEY, after=0)) == items
+
+
+async def test_unknown_key_yields_nothing(store: MongoSessionStore) -> None:
+    """A transcript never written streams as empty (``load`` says ``None``)."""
+    assert await _all(store.iter_entries(KEY)) == []
+
+
+@pytest.mark.parametrize("after", [-1, "3", 2.0, True])
+def test_bad_position_is_refused_at_the_call(after: Any) -> None:
+    """``after`` must be a seq (an int >= 0): a typed error, before anything is sent."""
+    store = MongoSessionStore(client=AsyncMongoMockClient(), database="never")
+    with pytest.raises(InvalidKeyError, match="after must be a seq"):
+        store.iter_entries(KEY, after=after)
+
+
+def test_bad_key_is_refused_at_the_call() -> None:
+    """A malformed key fails when ``iter_entries`` is called, not on the first ``anext``."""
+    store = MongoSessionStore(client=AsyncMongoMockClient(), database="never")
+    with pytest.raises(InvalidKeyError):
+        store.iter_entries({"project_key": "p", "session_id": ""})
+
+
+@pytest.mark.live
+async def test_yields_before_the_rest_is_fetched(
+    listened: tuple[MongoSessionStore, _Names],
+) -> None:
+    """The first entry arrives after one ``find``; the rest comes by ``getMore`` as consumed."""
+    store, listener = listened
+    await store.append(KEY, _entries(400))
+    listener.names.clear()
+    items = store.iter_entries(KEY)
+    first = await anext(items)
+    assert first.entry == _entries(1)[0]
+    assert listener.names == ["find"]
+    rest = await _all(items)
+    assert len(rest) == 399
+    assert listener.names.count("getMore") >= 1
+
+
+@pytest.mark.live
+async def test_closing_early_closes_the_cursor(
+    listened: tuple[MongoSessionStore, _Names],
+) -> None:
+    """Leaving the loop early (``aclosing``) kills the server-side cursor at once."""
+    store, listener = listened
+    await store.append(KEY, _entries(400))
+    listener.names.clear()
+    async with contextlib.aclosing(store.iter_entries(KEY)) as items:
+        async for item in items:
+            if item.entry["n"] == 5:
+                break
+    assert listener.names == ["find", "killCursors"]
