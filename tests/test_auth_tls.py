@@ -25,10 +25,12 @@ from session_store_protocol.errors import (
     StoreUnavailableError,
 )
 from tests.servers import running_server, server_with_users, transcript_batch
+from tests.support import unique_name
 
 pytestmark = pytest.mark.live
 
 PASSWORD = "pw-SECRET-4f2a"
+READER_PASSWORD = "pw-SECRET-reader-77e1"
 WRONG_PASSWORD = "wrong-SECRET-9c1d"
 KEY: SessionKey = {"project_key": "tenant", "session_id": "s"}
 FAST_FAIL = {"serverSelectionTimeoutMS": 1000, "connectTimeoutMS": 1000}
@@ -38,16 +40,20 @@ FAST_FAIL = {"serverSelectionTimeoutMS": 1000, "connectTimeoutMS": 1000}
 def auth_server(
     secantusd: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecantusServer]:
-    """A SecantusDB with ``--auth`` whose only user may read and write ``tenant_a``."""
+    """A SecantusDB with ``--auth``: ``app`` may read and write ``tenant_a``, ``reader`` read it."""
     data = str(tmp_path_factory.mktemp("auth-data"))
-    users = {"app": (PASSWORD, [{"role": "readWrite", "db": "tenant_a"}])}
+    users = {
+        "app": (PASSWORD, [{"role": "readWrite", "db": "tenant_a"}]),
+        "reader": (READER_PASSWORD, [{"role": "read", "db": "tenant_a"}]),
+    }
     with server_with_users(secantusd, data, users) as server:
         yield server
 
 
-def _url(server: SecantusServer, password: str) -> str:
+def _url(server: SecantusServer, password: str, user: str = "app") -> str:
     return (
-        f"mongodb://app:{password}@127.0.0.1:{server.port}/?authSource=admin&directConnection=true"
+        f"mongodb://{user}:{password}@127.0.0.1:{server.port}/"
+        "?authSource=admin&directConnection=true"
     )
 
 
@@ -81,6 +87,48 @@ async def test_wrong_password_is_typed_and_never_shown(
     assert f"127.0.0.1:{auth_server.port}" in str(raised.value)
     assert WRONG_PASSWORD not in str(raised.value)
     assert WRONG_PASSWORD not in caplog.text
+    # One clean line: what failed and why, not the server's reply with its signed cluster time.
+    message = str(raised.value)
+    assert message.startswith(f"append on 127.0.0.1:{auth_server.port} failed: ")
+    assert "AuthenticationFailed: authentication failed" in message
+    assert "\n" not in message
+    for dump in ("clusterTime", "signature", "full error", "operationTime"):
+        assert dump not in message
+
+
+async def test_read_only_user_reads_without_creating_indexes(auth_server: SecantusServer) -> None:
+    """A user with role ``read`` loads and lists; a write it may not do names the operation."""
+    project = unique_name("ro")
+    key: SessionKey = {"project_key": project, "session_id": "s"}
+    sub: SessionKey = {**key, "subpath": "subagents/agent-1"}
+    async with MongoSessionStore(url=_url(auth_server, PASSWORD), database="tenant_a") as app:
+        await app.append(key, transcript_batch("s", 0, 3))
+        await app.append(sub, transcript_batch("a", 0, 2))
+    async with MongoSessionStore(
+        url=_url(auth_server, READER_PASSWORD, user="reader"),
+        database="tenant_a",
+        client_options=FAST_FAIL,
+    ) as reader:
+        assert await reader.load(key) == transcript_batch("s", 0, 3)
+        assert [s["session_id"] for s in await reader.list_sessions(project)] == ["s"]
+        assert [s["session_id"] for s in await reader.list_session_summaries(project)] == ["s"]
+        assert await reader.list_subkeys({"project_key": project, "session_id": "s"}) == [
+            "subagents/agent-1"
+        ]
+        assert await reader.size(sub) == 2
+        assert (await reader.stats()).entries >= 5
+        with pytest.raises(StoreAuthenticationError) as refused:
+            await reader.append(key, transcript_batch("s", 3, 1))
+    assert str(refused.value).startswith("append on ")
+    assert "Unauthorized" in str(refused.value)
+    assert READER_PASSWORD not in str(refused.value)
+    async with MongoSessionStore(
+        url=_url(auth_server, READER_PASSWORD, user="reader"),
+        database="tenant_b",
+        client_options=FAST_FAIL,
+    ) as elsewhere:
+        with pytest.raises(StoreAuthenticationError, match=r"^load on .*Unauthorized"):
+            await elsewhere.load(key)
 
 
 async def test_wire_options_cannot_leave_the_allow_list(auth_server: SecantusServer) -> None:

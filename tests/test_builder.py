@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from typing import Any
@@ -18,9 +19,10 @@ from session_store_protocol import (
     SessionKey,
     SessionStore,
     StoreAuthenticationError,
+    StoreClosedError,
     StoreRegistry,
 )
-from tests.support import unique_name
+from tests.support import REPO_ROOT, unique_name
 
 KEY: SessionKey = {"project_key": "proj", "session_id": "sess"}
 NOWHERE = "mongodb://127.0.0.1:9/"
@@ -254,3 +256,59 @@ async def test_registry_builds_a_working_mongo_store(mongo_url: str) -> None:
         await client.drop_database(database)
         await client.close()
         await builder.aclose()
+
+
+async def test_store_of_a_closed_builder_is_closed() -> None:
+    """After ``builder.aclose()`` its stores raise StoreClosedError, as after ``close()``."""
+    builder = mongo_session_store_builder({"url": "mongodb://127.0.0.1:9/"})
+    store = builder(None)
+    await builder.aclose()
+    with pytest.raises(StoreClosedError):
+        await store.load(KEY)
+    with pytest.raises(StoreClosedError):
+        await store.append(KEY, _entries(1))
+
+
+LOOP_JOB = """
+import asyncio, gc, sys, warnings
+from session_store_mongo import mongo_session_store_builder
+
+warnings.simplefilter("error", ResourceWarning)  # an unclosed client fails the run
+builder = mongo_session_store_builder({"url": sys.argv[1], "database": sys.argv[2]})
+key = {"project_key": "proj", "session_id": "loops"}
+shared = builder(None)  # one store object, used by every job
+
+async def job(n):
+    fresh = builder(None)
+    await fresh.append(key, [{"type": "user", "uuid": f"job{n}"}])
+    return await shared.load(key)
+
+for n in range(3):
+    loaded = asyncio.run(job(n))  # a harness that runs each job in a loop of its own
+print(",".join(entry["uuid"] for entry in loaded))
+asyncio.run(builder.aclose())
+gc.collect()
+"""
+
+
+@pytest.mark.live
+async def test_builder_stores_work_in_one_event_loop_after_another(
+    mongo_url: str, live_client: Any
+) -> None:
+    """``asyncio.run`` per job: each loop gets its own client, closed when the loop ends."""
+    database = unique_name("loops")
+    try:
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-X", "dev", "-c", LOOP_JOB, mongo_url, database],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=REPO_ROOT,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["job0,job1,job2"]
+        assert "Unclosed" not in result.stderr
+        assert "ResourceWarning" not in result.stderr
+    finally:
+        await live_client.drop_database(database)

@@ -14,7 +14,11 @@ from claude_agent_sdk import fold_session_summary
 from mongomock_motor import AsyncMongoMockClient
 from pymongo import AsyncMongoClient, monitoring
 
-from session_store_mongo import DEFAULT_COLLECTION_PREFIX, MongoSessionStore
+from session_store_mongo import (
+    DEFAULT_COLLECTION_PREFIX,
+    MongoSessionStore,
+    mongo_session_store_builder,
+)
 from session_store_protocol import (
     InvalidStoreOptionsError,
     SessionKey,
@@ -327,6 +331,72 @@ async def test_indexes_are_remembered_per_client_identity(mongo_url: str) -> Non
         await first.drop_database(database)
         await first.close()
         await second.close()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "notaurl",
+        "localhost:27017",
+        "mongo://app:pw-SECRET-3@db/",
+        "mongodb://app:pw-SECRET-3@/db",
+        42,
+    ],
+)
+def test_url_that_is_not_a_mongodb_url_is_refused_at_once(url: Any) -> None:
+    """A URL of the wrong form is refused when the store is made, never echoing a password.
+
+    The driver would take ``notaurl`` as a host name and wait for it for 15 seconds.
+    """
+    with pytest.raises(InvalidStoreOptionsError, match="url") as caught:
+        MongoSessionStore(url=url)
+    assert "pw-SECRET-3" not in str(caught.value)
+    with pytest.raises(InvalidStoreOptionsError, match="url"):
+        mongo_session_store_builder({"url": url})
+
+
+@pytest.mark.parametrize("tier", ["mongomock", pytest.param("live", marks=pytest.mark.live)])
+async def test_every_call_on_a_closed_store_raises(
+    tier: str, request: pytest.FixtureRequest
+) -> None:
+    """After ``close()`` every call raises StoreClosedError, ``append(key, [])`` included."""
+    if tier == "live":
+        store = MongoSessionStore(url=request.getfixturevalue("mongo_url"))
+    else:
+        store = MongoSessionStore(client=AsyncMongoMockClient())
+    await store.close()
+    calls = [
+        store.append(KEY, []),
+        store.append(KEY, _entries(1)),
+        store.load(KEY),
+        store.size(KEY),
+        store.list_sessions("proj"),
+        store.list_subkeys({"project_key": "proj", "session_id": "sess"}),
+        store.delete(KEY),
+    ]
+    for call in calls:
+        with pytest.raises(StoreClosedError):
+            await call
+
+
+@pytest.mark.live
+async def test_injected_client_in_another_loop_says_what_to_do(mongo_url: str) -> None:
+    """A client injected from one loop and used in another: a typed error naming the fix."""
+
+    def elsewhere(store: MongoSessionStore) -> None:
+        async def load() -> None:
+            await store.load(KEY)
+
+        with pytest.raises(StoreUnavailableError, match=r"event loop.*url="):
+            asyncio.run(load())
+
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url)
+    try:
+        store = MongoSessionStore(client=client, database=unique_name("loop"))
+        await store.load(KEY)  # binds the client to this loop
+        await asyncio.to_thread(elsewhere, store)
+    finally:
+        await client.close()
 
 
 def test_constructor_needs_exactly_one_connection_source() -> None:

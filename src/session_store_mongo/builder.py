@@ -30,7 +30,7 @@ from typing import Any
 
 from session_store_protocol.errors import InvalidStoreOptionsError
 
-from .client import Connection
+from .client import Connection, hosts_in_url
 from .store import DEFAULT_COLLECTION_PREFIX, DEFAULT_DATABASE, MongoSessionStore
 
 __all__ = [
@@ -148,6 +148,8 @@ class MongoStoreBuilder:
             *map(validate_collection_prefix, prefixes),
         }
         self._url: str | None = settings.pop("url", None)
+        if self._url is not None:
+            hosts_in_url(self._url)  # a malformed URL is refused now, not at the first build
         self._client: Any = settings.pop("client", None)
         self._client_options: Mapping[str, Any] = settings.pop("client_options", None) or {}
         self._store_options = settings

@@ -6,8 +6,8 @@ Usage::
 
     connection = Connection.from_url("mongodb://app:pw@db1/?tls=true", {"appname": "x"})
     with connection.translate_errors("load"):      # driver errors -> typed, host named
-        await connection.client["db"]["c"].find_one({})
-    await connection.aclose()                      # closes the client it created
+        await connection.client["db"]["c"].find_one({})   # this event loop's client
+    await connection.aclose()                      # closes the clients it created
 
     borrowed = Connection.of_client(client)        # an injected client: named, never closed
 
@@ -20,11 +20,12 @@ driver echoes in any form never reaches an error or a log.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -38,7 +39,7 @@ from session_store_protocol.errors import (
     StoreUnavailableError,
 )
 
-from .driver import maybe_await, pymongo_client
+from .driver import pymongo_client
 from .redact import password_of_url, redact_text
 
 __all__ = [
@@ -59,14 +60,29 @@ DEFAULT_CLIENT_OPTIONS: Mapping[str, Any] = {
     "retryWrites": True,
     "retryReads": True,
 }
-_AUTHENTICATION_CODES = (13, 18)  # Unauthorized, AuthenticationFailed
+_AUTHENTICATION_FAILED = 18
+_AUTHENTICATION_CODES = (13, _AUTHENTICATION_FAILED)  # Unauthorized, AuthenticationFailed
+_URL = re.compile(r"mongodb(\+srv)?://", re.IGNORECASE)
 
 
-def hosts_in_url(url: str) -> str:
-    """Return the host list of a MongoDB URL, without scheme, credentials or options."""
-    rest = url.split("://", 1)[-1]
-    rest = rest.rsplit("@", 1)[-1]
-    return re.split(r"[/?]", rest, maxsplit=1)[0] or "localhost"
+def hosts_in_url(url: object) -> str:
+    """Return the host list of a MongoDB URL, without scheme, credentials or options.
+
+    Raises:
+        InvalidStoreOptionsError: Not a MongoDB URL (the driver would take any other text as a
+            host name and wait for it until its timeout), or no host; never shows a password.
+    """
+    if not isinstance(url, str) or not _URL.match(url):
+        shown = redact_text(url) if isinstance(url, str) else type(url).__name__
+        raise InvalidStoreOptionsError(
+            f"url must be a MongoDB URL, mongodb://host[:port][,host...][/database][?options] "
+            f"or mongodb+srv://host, not {shown!r}"
+        )
+    hosts = url.split("://", 1)[1].rsplit("@", 1)[-1]
+    hosts = re.split(r"[/?]", hosts, maxsplit=1)[0]
+    if not hosts:
+        raise InvalidStoreOptionsError(f"url names no host: {redact_text(url)!r}")
+    return hosts
 
 
 def _distribution_version() -> str:
@@ -109,50 +125,111 @@ def _append_driver_info(client: Any) -> None:
             log.debug("could not append driver metadata: %s", exc)
 
 
-@dataclass(eq=False)
 class Connection:
-    """A client, the hosts messages name, the secrets they never show, and who closes it."""
+    """A client per event loop, the hosts messages name, the secrets they never show.
 
-    client: Any
-    hosts: str
-    secrets: tuple[str, ...] = ()
-    owned: bool = False
-    """Whether ``aclose()`` closes the client (only one this module created)."""
-    closed: bool = False
+    A connection made from a URL owns its clients: PyMongo binds a client to the event loop
+    that first uses it, so each loop gets a client of its own (a harness may call
+    ``asyncio.run`` once per job), closed when that loop shuts down (``asyncio.run`` cancels
+    the loop's tasks, and a watcher task closes the client then) or by ``aclose()``.
+    An injected client is used as it is, in the loop it belongs to, and never closed here.
+    """
+
+    def __init__(
+        self,
+        hosts: str,
+        *,
+        secrets: tuple[str, ...] = (),
+        client: Any | None = None,
+        new_client: Callable[[], Any] | None = None,
+    ) -> None:
+        """Use ``from_url`` or ``of_client``."""
+        self.hosts = hosts
+        self.secrets = secrets
+        self.closed = False
+        self._injected = client
+        self._new_client = new_client
+        self._spare = new_client() if new_client is not None else None
+        """A client no loop has used yet: the first loop to ask adopts it."""
+        self._watchers: dict[asyncio.AbstractEventLoop, tuple[Any, asyncio.Task[None]]] = {}
 
     @classmethod
     def from_url(cls, url: str, client_options: Mapping[str, Any] | None = None) -> Connection:
-        """Create a client for ``url`` (not connected yet); ``aclose()`` closes it.
+        """Clients for ``url`` (the first is made now, unconnected); ``aclose()`` closes them.
 
         Raises:
-            InvalidStoreOptionsError: The driver refuses the URL or an option; the message
-                names the hosts, never the password.
+            InvalidStoreOptionsError: The URL is not a MongoDB URL, or the driver refuses it
+                or an option; the message names the hosts, never the password.
         """
         from pymongo import AsyncMongoClient
 
-        password = password_of_url(url)
+        password = password_of_url(url) if isinstance(url, str) else None
         secrets = (password,) if password else ()
         hosts = hosts_in_url(url)
         options = {**_defaults_not_in_url(url), **(client_options or {})}
+
+        def new_client() -> Any:
+            return AsyncMongoClient(url, driver=_driver_info(), **options)
+
         try:
-            client = AsyncMongoClient(url, driver=_driver_info(), **options)
+            return cls(hosts, secrets=secrets, new_client=new_client)
         except (PyMongoError, TypeError, ValueError) as exc:
             raise InvalidStoreOptionsError(
                 f"cannot create a MongoDB client for {hosts}: {redact_text(str(exc), secrets)}"
             ) from None
-        return cls(client, hosts, secrets, owned=True)
 
     @classmethod
     def of_client(cls, client: Any) -> Connection:
         """Borrow an injected PyMongo async or Motor client; it is never closed here."""
         _append_driver_info(client)
-        return cls(client, _hosts_of_client(client))
+        return cls(_hosts_of_client(client), client=client)
+
+    @property
+    def owned(self) -> bool:
+        """Whether this connection created its clients (and so closes them)."""
+        return self._injected is None
+
+    @property
+    def client(self) -> Any:
+        """The client for the running event loop (outside a loop: the one the next loop gets)."""
+        if self._injected is not None:
+            return self._injected
+        assert self._new_client is not None
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None:
+            if self._spare is None:
+                self._spare = self._new_client()
+            return self._spare
+        if loop not in self._watchers:
+            client = self._spare if self._spare is not None else self._new_client()
+            self._spare = None
+            watcher = loop.create_task(self._close_at_shutdown(loop, client))
+            self._watchers[loop] = (client, watcher)
+        return self._watchers[loop][0]
+
+    async def _close_at_shutdown(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
+        """Wait until cancelled (the loop shuts down, or ``aclose()``), then close ``client``."""
+        try:
+            await loop.create_future()
+        finally:
+            self._watchers.pop(loop, None)
+            await client.close()
 
     def describe(self, exc: BaseException) -> str:
-        """One line about a driver error, fit for messages and logs: no secret, no topology."""
-        # The driver appends its whole topology description; the host is named already.
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        return redact_text(first_line.split(", Topology Description:")[0], self.secrets)
+        """One line about a driver error, fit for messages and logs: no secret, no reply dump."""
+        if isinstance(exc, OperationFailure):
+            # str() appends the server's whole reply ($clusterTime and its signature included).
+            details = exc.details or {}
+            reason = details.get("errmsg") or str(exc).split(", full error:")[0]
+            text = f"{details.get('codeName') or 'code ' + str(exc.code)}: {reason}"
+        else:
+            # The driver appends its whole topology description; the host is named already.
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            text = f"{type(exc).__name__}: {first_line.split(', Topology Description:')[0]}"
+        return redact_text(text, self.secrets)
 
     @contextlib.contextmanager
     def translate_errors(self, operation: str) -> Iterator[None]:
@@ -160,23 +237,42 @@ class Connection:
 
         Raises:
             StoreAuthenticationError: The server refused the credentials or the permission.
-            StoreUnavailableError: Any other driver error.
+            StoreUnavailableError: Any other driver error, or an injected client used in an
+                event loop other than its own.
         """
         try:
             yield
         except PyMongoError as exc:
-            text = f"{operation} on {self.hosts} failed: {type(exc).__name__}: {self.describe(exc)}"
+            text = f"{operation} on {self.hosts} failed: {self.describe(exc)}"
             if isinstance(exc, OperationFailure) and exc.code in _AUTHENTICATION_CODES:
+                if exc.code == _AUTHENTICATION_FAILED:
+                    text += " (check the user, password and authSource of the URL)"
                 raise StoreAuthenticationError(text) from None
             raise StoreUnavailableError(text) from None
+        except RuntimeError as exc:
+            if "different event loop" not in str(exc):
+                raise
+            raise StoreUnavailableError(
+                f"{operation} on {self.hosts} failed: the injected client belongs to another "
+                "event loop; create the client in the loop that uses the store, or build the "
+                "store from url= (it keeps one client per event loop)"
+            ) from None
 
     async def aclose(self) -> None:
-        """Close the client if this connection created it; idempotent."""
+        """Close the clients this connection created; idempotent. Injected ones stay open."""
         if self.closed:
             return
         self.closed = True
-        if self.owned:
-            await maybe_await(self.client.close())
+        current = asyncio.get_running_loop()
+        for loop, (_, watcher) in list(self._watchers.items()):
+            if loop is current:
+                watcher.cancel()
+                await asyncio.gather(watcher, return_exceptions=True)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(watcher.cancel)
+        if self._spare is not None:
+            await self._spare.close()
+            self._spare = None
 
 
 @dataclass

@@ -26,15 +26,18 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from pymongo.errors import OperationFailure
 
 from session_store_protocol.errors import (
     InvalidKeyError,
     InvalidStoreOptionsError,
     StoreClosedError,
 )
-from session_store_protocol.summaries import load_fold
+from session_store_protocol.summaries import Fold, load_fold
 from session_store_protocol.types import (
     MAIN_SUBPATH,
     SessionKey,
@@ -75,6 +78,17 @@ __all__ = [
 
 DEFAULT_DATABASE = "computeragent_sessions"
 _DEFAULT_MAX_BSON = 16 * 1024 * 1024
+_UNAUTHORIZED = 13
+
+
+@dataclass(frozen=True)
+class _Wiring:
+    """A store's collections and append path on one client."""
+
+    client: Any
+    collections: Collections
+    summaries: Summaries
+    appender: Appender
 
 
 class MongoSessionStore:
@@ -140,11 +154,9 @@ class MongoSessionStore:
         self._database = database
         self._prefix = collection_prefix
         self._create_indexes = create_indexes
-        self._collections = Collections.of(connection.client, database, collection_prefix)
-        self._summaries = Summaries(self._collections, connection, lease_ms=summary_lease_ms)
-        self._appender = Appender(
-            self._collections, connection, self._summaries, max_entry_bytes=max_entry_bytes
-        )
+        self._max_entry_bytes = max_entry_bytes
+        self._summary_lease_ms = summary_lease_ms
+        self._wiring: _Wiring | None = None
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> MongoSessionStore:
@@ -170,8 +182,25 @@ class MongoSessionStore:
 
     @property
     def client(self) -> Any:
-        """The driver client this store talks through."""
+        """The driver client this store talks through (from a URL: the running loop's)."""
         return self._connection.client
+
+    @property
+    def _wired(self) -> _Wiring:
+        """The collections and append path on the running loop's client."""
+        client = self._connection.client
+        if self._wiring is None or self._wiring.client is not client:
+            collections = Collections.of(client, self._database, self._prefix)
+            summaries = Summaries(collections, self._connection, lease_ms=self._summary_lease_ms)
+            appender = Appender(
+                collections, self._connection, summaries, max_entry_bytes=self._max_entry_bytes
+            )
+            self._wiring = _Wiring(client, collections, summaries, appender)
+        return self._wiring
+
+    @property
+    def _collections(self) -> Collections:
+        return self._wired.collections
 
     async def __aenter__(self) -> Self:
         return self
@@ -213,31 +242,37 @@ class MongoSessionStore:
             ForeignCollectionError: A collection holds documents the store did not write;
                 no index was created.
         """
-        await self._check_ownership()
         with self._operation("ensure_indexes"):
-            await self._collections.ensure_indexes()
+            await self._check_ownership()
+            await self._ensure_indexes()
+
+    async def _ensure_indexes(self) -> None:
+        await self._collections.ensure_indexes()
         client_facts(self._connection.client).indexed.add((self._database, self._prefix))
 
     async def _check_ownership(self) -> None:
-        with self._operation("ownership check"):
-            await check_owned(self._collections)
+        await check_owned(self._collections)
         client_facts(self._connection.client).owned.add((self._database, self._prefix))
 
     async def _ready(self) -> int:
-        """Once per client, database and prefix: check ownership, create indexes, learn limits."""
+        """Prepare to write: check ownership, create indexes, learn the document size limit.
+
+        Once per client, database and prefix; indexes unless ``create_indexes=False``. Reads
+        need none of it. Driver errors propagate raw, so that the operation that needed
+        this step names itself in the error.
+        """
         facts = client_facts(self._connection.client)
         if (self._database, self._prefix) not in facts.owned:
             await self._check_ownership()
         if self._create_indexes and (self._database, self._prefix) not in facts.indexed:
-            await self.ensure_indexes()
+            await self._ensure_indexes()
         if facts.max_bson is None:
             facts.max_bson = await self._server_max_bson()
         return facts.max_bson
 
     async def _server_max_bson(self) -> int:
         try:
-            with self._connection.translate_errors("hello"):
-                hello = await self._collections.database.command("hello")
+            hello = await self._collections.database.command("hello")
         except NotImplementedError:  # mongomock has no commands
             return _DEFAULT_MAX_BSON
         return int(hello.get("maxBsonObjectSize", _DEFAULT_MAX_BSON))
@@ -254,7 +289,7 @@ class MongoSessionStore:
             StoreUnavailableError: The server failed; appending the same batch again is safe.
         """
         with self._operation("append"):
-            await self._appender.append(key, entries, ready=self._ready)
+            await self._wired.appender.append(key, entries, ready=self._ready)
 
     # -- load ------------------------------------------------------------------------------
 
@@ -262,7 +297,6 @@ class MongoSessionStore:
         """Return the transcript in append order, or ``None`` if nothing was ever stored."""
         ident = key_fields(validate_key(key))
         with self._operation("load"):
-            await self._ready()
             entries = await read_entries(self._collections, ident)
         return entries or None
 
@@ -313,7 +347,6 @@ class MongoSessionStore:
         """List the project's main transcripts with their last storage write time (epoch ms)."""
         project = validate_project_key(project_key)
         with self._operation("list_sessions"):
-            await self._ready()
             cursor = self._collections.sessions.find(
                 {"project_key": project, "subpath": MAIN_SUBPATH, "count": {"$gt": 0}},
                 {"_id": 0, "session_id": 1, "mtime": 1},
@@ -333,7 +366,6 @@ class MongoSessionStore:
         fold = load_fold()
         summaries: list[SessionSummaryEntry] = []
         with self._operation("list_session_summaries"):
-            await self._ready()
             cursor = self._collections.sessions.find(
                 {"project_key": project, "subpath": MAIN_SUBPATH, "count": {"$gt": 0}}
             )
@@ -342,17 +374,31 @@ class MongoSessionStore:
                 key: SessionKey = {"project_key": project, "session_id": doc["session_id"]}
                 ident = key_fields(key)
                 if doc.get("summary_seq", 0) < doc.get("seq", 0):
-                    doc = await self._summaries.catch_up(key, ident, doc, fold)
+                    doc = await self._caught_up(key, ident, doc, fold)
                 summary = summary_view(doc, key)
                 if summary is not None:
                     summaries.append(summary)
         return summaries
 
+    async def _caught_up(
+        self, key: SessionKey, ident: dict[str, str], doc: dict[str, Any], fold: Fold
+    ) -> dict[str, Any]:
+        """The session document with its summary caught up, if this user may write it.
+
+        A user who may only read gets the summary as stored: while it is behind it carries
+        the older ``mtime``, so the SDK loads that transcript instead of trusting it.
+        """
+        try:
+            return await self._wired.summaries.catch_up(key, ident, doc, fold)
+        except OperationFailure as exc:
+            if exc.code != _UNAUTHORIZED:
+                raise
+            return doc
+
     async def list_subkeys(self, key: SessionListSubkeysKey) -> list[str]:
         """List the subpaths stored under a session, sorted."""
         clean = validate_session_key(key)
         with self._operation("list_subkeys"):
-            await self._ready()
             cursor = self._collections.sessions.find(
                 {**clean, "subpath": {"$ne": MAIN_SUBPATH}, "count": {"$gt": 0}},
                 {"_id": 0, "subpath": 1},
@@ -363,7 +409,6 @@ class MongoSessionStore:
         """Return how many entries the transcript holds (0 for an unknown key)."""
         ident = key_fields(validate_key(key))
         with self._operation("size"):
-            await self._ready()
             doc = await self._collections.sessions.find_one(ident, {"count": 1})
         return int(doc["count"]) if doc else 0
 
@@ -457,5 +502,4 @@ class MongoSessionStore:
         Deleted transcripts (the empty documents ``delete`` keeps) are not counted.
         """
         with self._operation("stats"):
-            await self._ready()
             return await store_stats(self._collections.sessions, largest=largest)
