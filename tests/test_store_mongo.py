@@ -85,6 +85,32 @@ async def test_append_round_trips_do_not_grow_with_the_session(
 
 
 @pytest.mark.live
+async def test_reappending_a_stored_batch_costs_one_indexed_lookup(
+    counted: tuple[MongoSessionStore, _Commands],
+) -> None:
+    """Re-appending 2,000 stored entries: reserve, insert, one range lookup of the block.
+
+    Whether a duplicate uuid is held by our own insert (landed before a driver retry) is read
+    from the block's own ``seq`` range through the ``entry_seq`` index: its cost follows the
+    batch, never the session (a query on ``_id`` with the key fields scanned the session).
+    """
+    store, listener = counted
+    batch = _entries(2000, prefix="again")
+    await store.append(SUB, batch)
+    listener.commands.clear()
+    listener.names.clear()
+    await store.append(SUB, batch)
+    assert await store.load(SUB) == batch
+    finds = [c for c in listener.commands if "find" in c]
+    assert len(finds) == 2  # the lookup of the duplicates, then the load
+    assert list(finds[0]["filter"]) == ["project_key", "session_id", "subpath", "seq"]
+    seq = finds[0]["filter"]["seq"]
+    assert seq["$lte"] - seq["$gte"] == 1999
+    appended = listener.names[: listener.names.index("find") + 1]
+    assert [n for n in appended if n != "getMore"] == ["findAndModify", "insert", "find"]
+
+
+@pytest.mark.live
 async def test_load_is_one_sorted_indexed_query(
     counted: tuple[MongoSessionStore, _Commands],
 ) -> None:

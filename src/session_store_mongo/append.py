@@ -190,7 +190,7 @@ class Block:
         try:
             await self.collections.entries.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            skipped = await self._classify_write_errors(docs, exc)
+            skipped = await self._classify_write_errors(exc)
         self.skipped = [p for p in self.entries if p.index in skipped]
         # An entry whose uuid was already stored must not leave its chunks behind.
         orphans = [self.start + p.index for p in chunked if p.index in skipped]
@@ -214,13 +214,11 @@ class Block:
                 ordered=True,
             )
 
-    async def _classify_write_errors(
-        self, docs: list[dict[str, Any]], exc: BulkWriteError
-    ) -> set[int]:
+    async def _classify_write_errors(self, exc: BulkWriteError) -> set[int]:
         """Sort an insert's write errors: return the batch indexes skipped as duplicates.
 
         A duplicate ``uuid`` is the idempotent path. A duplicate ``_id``, or a duplicate
-        ``uuid`` held by a document with our ``_id``, is an insert of ours that landed before
+        ``uuid`` held by a document at our own ``seq``, is an insert of ours that landed before
         the driver retried it: stored, not skipped. A write-concern error is logged (the
         entries are stored). A duplicate ``seq`` means the counter fell behind its entries:
         it is repaired and ``StoreUnavailableError`` raised. Anything else is raised as is.
@@ -233,11 +231,11 @@ class Block:
                 self.connection.hosts,
                 concern.get("errmsg", concern),
             )
-        duplicates: dict[int, Any] = {}
+        duplicates: set[int] = set()
         for error in exc.details.get("writeErrors", []):
             violated = _violated_index(error)
             if violated == "dedupe":
-                duplicates[error["index"]] = docs[error["index"]]["_id"]
+                duplicates.add(error["index"])
             elif violated == "seq":
                 await self._repair_counter()
                 raise StoreUnavailableError(
@@ -247,13 +245,20 @@ class Block:
                 ) from None
             elif violated != "_id":
                 raise exc
-        if duplicates:
-            ours = self.collections.entries.find(
-                {**self.ident, "_id": {"$in": list(duplicates.values())}}, {"_id": 1}
-            )
-            landed = {doc["_id"] async for doc in ours}
-            return {index for index, oid in duplicates.items() if oid not in landed}
-        return set()
+        if not duplicates:
+            return set()
+        landed = await self._landed_indexes()
+        return {index for index in duplicates if index not in landed}
+
+    async def _landed_indexes(self) -> set[int]:
+        """The batch indexes whose documents are stored at this block's sequence numbers.
+
+        One range scan of the ``entry_seq`` index, O(batch) whatever the session's length.
+        """
+        stored = self.collections.entries.find(
+            {**self.ident, "seq": {"$gte": self.start, "$lte": self.end}}, {"_id": 0, "seq": 1}
+        )
+        return {doc["seq"] - self.start async for doc in stored}
 
     async def _repair_counter(self) -> None:
         highest = await self.collections.entries.find_one(
@@ -277,10 +282,7 @@ class Block:
         waits for the lease that covers crashed writers.
         """
         try:
-            stored = self.collections.entries.find(
-                {**self.ident, "seq": {"$gte": self.start, "$lte": self.end}}, {"seq": 1}
-            )
-            landed = {doc["seq"] - self.start async for doc in stored}
+            landed = await self._landed_indexes()
             update = _uncount([p for p in self.entries if p.index not in landed])
             update.setdefault("$inc", {})["landed"] = len(self.entries)
             await self.collections.sessions.update_one(self.ident, update)
