@@ -254,16 +254,23 @@ class MongoSessionStore:
         await check_owned(self._collections)
         client_facts(self._connection.client).owned.add((self._database, self._prefix))
 
+    async def _owned(self) -> None:
+        """Before any call, once per client, database and prefix: check the collections are ours.
+
+        Only reads: a user with role ``read`` passes it. Driver errors propagate raw, so that
+        the operation that needed this step names itself in the error.
+        """
+        if (self._database, self._prefix) not in client_facts(self._connection.client).owned:
+            await self._check_ownership()
+
     async def _ready(self) -> int:
         """Prepare to write: check ownership, create indexes, learn the document size limit.
 
         Once per client, database and prefix; indexes unless ``create_indexes=False``. Reads
-        need none of it. Driver errors propagate raw, so that the operation that needed
-        this step names itself in the error.
+        need only ``_owned``.
         """
+        await self._owned()
         facts = client_facts(self._connection.client)
-        if (self._database, self._prefix) not in facts.owned:
-            await self._check_ownership()
         if self._create_indexes and (self._database, self._prefix) not in facts.indexed:
             await self._ensure_indexes()
         if facts.max_bson is None:
@@ -297,6 +304,7 @@ class MongoSessionStore:
         """Return the transcript in append order, or ``None`` if nothing was ever stored."""
         ident = key_fields(validate_key(key))
         with self._operation("load"):
+            await self._owned()
             entries = await read_entries(self._collections, ident)
         return entries or None
 
@@ -333,7 +341,7 @@ class MongoSessionStore:
         self, ident: dict[str, str], after: int | None
     ) -> AsyncGenerator[StoredEntry, None]:
         with self._operation("iter_entries"):
-            await self._ready()
+            await self._owned()
             # Closing this iterator must close the reader's cursor now, not at garbage collection.
             async with contextlib.aclosing(
                 iter_stored(self._collections, ident, after=after)
@@ -347,6 +355,7 @@ class MongoSessionStore:
         """List the project's main transcripts with their last storage write time (epoch ms)."""
         project = validate_project_key(project_key)
         with self._operation("list_sessions"):
+            await self._owned()
             cursor = self._collections.sessions.find(
                 {"project_key": project, "subpath": MAIN_SUBPATH, "count": {"$gt": 0}},
                 {"_id": 0, "session_id": 1, "mtime": 1},
@@ -366,6 +375,7 @@ class MongoSessionStore:
         fold = load_fold()
         summaries: list[SessionSummaryEntry] = []
         with self._operation("list_session_summaries"):
+            await self._owned()
             cursor = self._collections.sessions.find(
                 {"project_key": project, "subpath": MAIN_SUBPATH, "count": {"$gt": 0}}
             )
@@ -399,6 +409,7 @@ class MongoSessionStore:
         """List the subpaths stored under a session, sorted."""
         clean = validate_session_key(key)
         with self._operation("list_subkeys"):
+            await self._owned()
             cursor = self._collections.sessions.find(
                 {**clean, "subpath": {"$ne": MAIN_SUBPATH}, "count": {"$gt": 0}},
                 {"_id": 0, "subpath": 1},
@@ -409,6 +420,7 @@ class MongoSessionStore:
         """Return how many entries the transcript holds (0 for an unknown key)."""
         ident = key_fields(validate_key(key))
         with self._operation("size"):
+            await self._owned()
             doc = await self._collections.sessions.find_one(ident, {"count": 1})
         return int(doc["count"]) if doc else 0
 
@@ -502,4 +514,5 @@ class MongoSessionStore:
         Deleted transcripts (the empty documents ``delete`` keeps) are not counted.
         """
         with self._operation("stats"):
+            await self._owned()
             return await store_stats(self._collections.sessions, largest=largest)
