@@ -27,7 +27,7 @@ from typing import Any
 
 from session_store_protocol.errors import InvalidEntryError, InvalidKeyError
 from session_store_protocol.types import SessionStoreEntry
-from session_store_protocol.validation import validate_entries, validate_key
+from session_store_protocol.validation import copy_entries, validate_key
 
 from .codec import entry_json
 
@@ -94,18 +94,13 @@ def read_session(doc: Mapping[str, Any]) -> PredecessorSession:
     if not isinstance(entries, list):
         raise MalformedSessionError(f"entries is {type(entries).__name__}, not an array")
     try:
-        checked = validate_entries(entries)
+        copies = copy_entries(entries)  # the checks every store applies before appending
     except InvalidEntryError as exc:
         raise MalformedSessionError(str(exc)) from None
-    size = 0
-    for index, entry in enumerate(checked):
-        try:
-            size += len(entry_json(dict(entry)))
-        except InvalidEntryError as exc:
-            raise MalformedSessionError(f"entry {index}: {exc}") from None
     updated_at = doc.get("updatedAt")
     if updated_at is not None and not isinstance(updated_at, datetime):
         raise MalformedSessionError(f"updatedAt is {type(updated_at).__name__}, not a date")
     if updated_at is not None and updated_at.tzinfo is None:
         updated_at = updated_at.replace(tzinfo=timezone.utc)  # BSON dates are UTC
-    return PredecessorSession(key["session_id"], key["project_key"], checked, updated_at, size)
+    size = sum(len(entry_json(dict(entry))) for entry in copies)
+    return PredecessorSession(key["session_id"], key["project_key"], copies, updated_at, size)

@@ -22,13 +22,26 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from session_store_protocol import StoreRegistry
-from session_store_protocol.errors import SummariesUnavailableError
+from session_store_protocol.errors import InvalidStoreOptionsError, SummariesUnavailableError
 from session_store_protocol.types import SessionListSubkeysKey
 
+from ..builder import validate_database_name
+from ..client import Connection
+from ..migrate import DEFAULT_BATCH as MIGRATE_BATCH
+from ..migrate import MigrationReport, migrate
+from ..predecessor import PREDECESSOR, PREDECESSOR_COLLECTION, PREDECESSOR_DATABASE
+from ..redact import password_of_url
 from ..store import DEFAULT_COLLECTION_PREFIX, DEFAULT_DATABASE, MongoSessionStore
 from .group import CommandGroup
 from .importer import Importer, ImportReport
@@ -38,6 +51,7 @@ from .render import (
     import_summary,
     kinds_tables,
     local_time,
+    migration_summary,
     pruned_table,
     sessions_table,
     stats_tables,
@@ -408,3 +422,91 @@ def stats(
     totals = settings.run(lambda store: store.stats(largest=largest))
     for table in stats_tables(settings.database, totals):
         settings.out.print(table)
+
+
+# -- migrate -----------------------------------------------------------------------------------
+
+
+@app.command("migrate")
+def migrate_predecessor(
+    ctx: typer.Context,
+    from_url: Annotated[
+        str | None,
+        typer.Option(help="URL of the server holding the old sessions (default: --url)."),
+    ] = None,
+    from_database: Annotated[
+        str, typer.Option(help="Database holding the old sessions.")
+    ] = PREDECESSOR_DATABASE,
+    from_collection: Annotated[
+        str, typer.Option(help="Collection holding the old sessions.")
+    ] = PREDECESSOR_COLLECTION,
+    dry_run: Annotated[
+        bool, typer.Option(help="Only report sessions, entries, bytes and problems.")
+    ] = False,
+    drop_source: Annotated[
+        bool, typer.Option(help="Delete the old sessions after a complete, verified run.")
+    ] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Entries per append.")] = MIGRATE_BATCH,
+) -> None:
+    """Copy the sessions of @open-gitagent/session-store-mongo 0.2 into the store, verified."""
+    settings = _settings(ctx)
+    if dry_run and drop_source:
+        settings.fail("--drop-source needs a real run, not --dry-run", EXIT_USAGE)
+    try:
+        validate_database_name(from_database)
+    except InvalidStoreOptionsError as exc:
+        settings.fail(f"--from-database: {exc}", EXIT_USAGE)
+
+    async def run(store: MongoSessionStore) -> MigrationReport:
+        own = from_url is None or from_url == settings.url
+        if own:  # one client for both ends, its password scrubbed as the store's is
+            secret = password_of_url(settings.url or "")
+            secrets = (secret,) if secret else ()
+            source_connection = Connection(store.hosts, secrets=secrets, client=store.client)
+        else:
+            assert from_url is not None
+            source_connection = Connection.from_url(from_url, settings.client_options())
+        source = source_connection.client[from_database][from_collection]
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=settings.err,
+            disable=not settings.err.is_terminal,
+        )
+        try:
+            with source_connection.translate_errors(f"reading {from_database}.{from_collection}"):
+                total = await source.estimated_document_count()
+                first = progress.add_task("reading" if dry_run else "copying", total=total)
+                phases = {"copy": first}
+                if not dry_run:
+                    phases["verify"] = progress.add_task("verifying", total=total)
+                with progress:
+                    return await migrate(
+                        source,
+                        store,
+                        dry_run=dry_run,
+                        drop_source=drop_source,
+                        batch_size=batch_size,
+                        on_document=lambda phase: progress.advance(phases[phase]),
+                    )
+        finally:
+            if not own:
+                await source_connection.aclose()
+
+    report = settings.run(run, writes=not dry_run)
+    for problem in report.problems[:_MAX_ERRORS_SHOWN]:
+        blocking = problem.kind in ("malformed", "diverged", "mismatch")
+        line = f"{problem.kind}: _id {problem.document}: {problem.detail}"
+        settings.err.print(literal(line, style="red" if blocking else "yellow"), soft_wrap=True)
+    hidden = len(report.problems) - _MAX_ERRORS_SHOWN
+    if hidden > 0:
+        settings.err.print(Text(f"… and {hidden} more problems", style="red"), soft_wrap=True)
+    settings.out.print(migration_summary(report))
+    if drop_source and not report.complete:
+        settings.print_error(
+            f"the {PREDECESSOR} sessions were left in place: the run was incomplete"
+        )
+    if not report.complete:
+        raise typer.Exit(EXIT_FAILURE)

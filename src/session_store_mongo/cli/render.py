@@ -24,6 +24,7 @@ from rich.text import Text
 from session_store_protocol.registry import StoreRegistry
 from session_store_protocol.types import SessionListSubkeysKey, SessionStoreEntry
 
+from ..migrate import MigrationReport
 from ..store import StoreStats
 from .importer import ImportReport
 from .literal import literal
@@ -33,6 +34,7 @@ __all__ = [
     "import_summary",
     "kinds_tables",
     "local_time",
+    "migration_summary",
     "pruned_table",
     "sessions_table",
     "stats_tables",
@@ -112,6 +114,36 @@ def import_summary(report: ImportReport) -> Table:
     _row(table, "entries stored", str(report.stored))
     _row(table, "skipped duplicates", str(report.skipped))
     _row(table, "errors", str(len(report.errors)), style="red" if report.errors else None)
+    return table
+
+
+def migration_summary(report: MigrationReport) -> Table:
+    """What a migration copied, verified and met (or, for a dry run, would)."""
+    copied = "entries to copy" if report.dry_run else "entries copied"
+    table = _table("migration dry run" if report.dry_run else "migration summary", "", "count")
+    rows = [
+        ("source documents", report.documents, None),
+        ("sessions", report.sessions, None),
+        ("empty sessions (nothing to copy)", report.empty, None),
+        ("malformed documents (skipped)", report.count("malformed"), "red"),
+        ("transcripts", report.transcripts, None),
+        ("  of them subagent transcripts", report.subagent_transcripts, None),
+        ("entries", report.entries, None),
+        ("size", human_bytes(report.bytes), None),
+        (copied, report.copied, None),
+        ("entries already in the store", report.present, None),
+        ("sessions with unattributed subagent entries", report.count("unattributed"), "yellow"),
+        ("transcripts with repeated uuids", report.count("duplicate"), "yellow"),
+        ("transcripts differing in the store (left alone)", report.count("diverged"), "red"),
+    ]
+    if not report.dry_run:
+        rows += [
+            ("transcripts verified", report.verified, None),
+            ("verification failures", report.count("mismatch"), "red"),
+            ("source documents dropped", report.dropped, None),
+        ]
+    for name, value, style in rows:
+        _row(table, name, str(value), style=style if value not in (0, "0") else None)
     return table
 
 

@@ -132,7 +132,7 @@ class Settings:
         self.print_error(message)
         raise typer.Exit(code)
 
-    def _client_options(self) -> dict[str, Any]:
+    def client_options(self) -> dict[str, Any]:
         """Client options for ``--timeout`` (the URL's own options apply otherwise)."""
         if self.timeout is None:
             return {}
@@ -163,7 +163,7 @@ class Settings:
                 url=url,
                 database=self.database,
                 collection_prefix=self.collection_prefix,
-                client_options=self._client_options(),
+                client_options=self.client_options(),
                 create_indexes=writes and self.create_indexes,
             )
             async with store:
