@@ -291,7 +291,9 @@ def test_cli_drops_the_source_only_after_a_complete_verified_run(
         assert "left in place" in refused.output
         assert source.count_documents({}) == 5
         source.delete_one({"_id": BROKEN})  # the operator deals with it
-        dropped = sync_databases.cli("--drop-source", "--from-url", sync_databases.url + "?")
+        url = sync_databases.url
+        source_url = url + ("&" if "?" in url else "/?") + "appname=migrate-source"
+        dropped = sync_databases.cli("--drop-source", "--from-url", source_url)  # its own client
         assert dropped.exit_code == 0, dropped.output
         assert re.search(r"source documents dropped\W+4\b", dropped.output), dropped.output
         assert "sessions" not in client[sync_databases.source_name].list_collection_names()
