@@ -9,6 +9,7 @@ visible escapes, in every command, on stdout and stderr.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,15 +22,17 @@ from tests.cli_support import LiveCli, invoke
 MARKUP = "[/] [link=file:///etc/passwd]click[/link] [bold]B[/bold]"
 CONTROLS = (
     "\x1b[31mRED\x1b[0m \x1b]8;;http://evil.example/\x07LINK\x1b]8;;\x07 bell\x07 cr\r bs\x08 "
-    "csi\x9b31m del\x7f \u202egnp.exe \u2066isolate\u2069"
+    "csi\x9b31m del\x7f \u202egnp.exe \u2066isolate\u2069 split emoji "
 )
-HOSTILE = f"Fix the {MARKUP} parser {CONTROLS}"
+SURROGATE = "\ud83d"
+"""Half of an emoji: valid in JSON and stored as it is, but no terminal encoding prints it."""
+HOSTILE = f"Fix the {MARKUP} parser {CONTROLS}{SURROGATE}"
 """The text put into every stored field: markup first, so shortened titles keep it."""
 PROJECT = "proj [bold]P \x1b[31m\u202e"
 SESSION = "sess [link=file:passwd]S \x1b]8;;x\x07\r"
 AGENT = "agent-\x1b[2J[red]"
 """File names (no ``/``) that hold markup and control characters."""
-RAW = ["\x1b", "\x07", "\r", "\x08", "\x9b", "\x7f", "\u202e", "\u2066", "\u2069"]
+RAW = ["\x1b", "\x07", "\r", "\x08", "\x9b", "\x7f", "\u202e", "\u2066", "\u2069", "\ud83d"]
 """Characters that must never reach the output as they are."""
 
 
@@ -68,7 +71,9 @@ def write_tree(root: Path) -> Path:
     subagent = project / SESSION / "subagents" / f"{AGENT}.jsonl"
     subagent.parent.mkdir(parents=True)
     lines = [json.dumps(entry) for entry in transcript()]
-    session.write_text("\n".join([*lines, "{not json " + HOSTILE]) + "\n", encoding="utf-8")
+    session.write_text(
+        "\n".join([*lines, "{not json " + json.dumps(HOSTILE)]) + "\n", encoding="utf-8"
+    )
     subagent.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
 
@@ -161,10 +166,22 @@ def test_export_names_hostile_paths_literally(hostile: LiveCli, tmp_path: Path) 
 @pytest.mark.live
 def test_errors_quote_hostile_input_literally(hostile: LiveCli) -> None:
     """A missing session named with markup and control codes: one escaped error line."""
-    result = run(hostile, "delete", f"missing {HOSTILE}", "--yes")
+    result = run(hostile, "delete", f"missing {HOSTILE.replace(SURROGATE, '')}", "--yes")
     assert result.exit_code == 1
     assert_shown_literally(result)
     assert "not found" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("command", ["show", "delete", "export"])
+def test_a_session_id_no_store_accepts_is_a_usage_error(hostile: LiveCli, command: str) -> None:
+    """A session id the store refuses as a key (a lone surrogate): exit 2, one escaped line."""
+    extra = {"delete": ["--yes"], "export": ["--out", "unused"]}.get(command, [])
+    result = run(hostile, command, f"bad {SURROGATE}", *extra)
+    assert result.exit_code == 2
+    assert_shown_literally(result)
+    assert "surrogate" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -183,13 +200,31 @@ def test_delete_confirms_a_hostile_session_literally(mongo_url: str, tmp_path: P
         cli.drop()
 
 
+@pytest.mark.live
+def test_file_name_the_store_refuses_is_named_and_skipped(mongo_url: str, tmp_path: Path) -> None:
+    """An undecodable file name (a lone surrogate as session id) is reported; the rest imports."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "good.jsonl").write_text('{"type":"user","uuid":"g"}\n', encoding="utf-8")
+    (project / os.fsdecode(b"bad-\xff.jsonl")).write_text('{"type":"user"}\n', encoding="utf-8")
+    cli = LiveCli(mongo_url)
+    try:
+        result = invoke("--url", cli.url, "--database", cli.database, "import", str(project))
+        assert result.exit_code == 1, result.output
+        assert_shown_literally(result)
+        assert "bad-\\udcff.jsonl" in result.stderr
+        assert cli.store(lambda s: s.size({"project_key": "proj", "session_id": "good"})) == 1
+    finally:
+        cli.drop()
+
+
 @pytest.mark.parametrize(
     "args",
     [
-        ["list", f"--{CONTROLS}"],
-        ["import", f"/nowhere/{CONTROLS}.jsonl"],
-        ["--timeout", CONTROLS, "list"],
-        ["prune", "--older-than", CONTROLS],
+        ["list", f"--{CONTROLS}{SURROGATE}"],
+        ["import", f"/nowhere/{CONTROLS}{SURROGATE}.jsonl"],
+        ["--timeout", CONTROLS + SURROGATE, "list"],
+        ["prune", "--older-than", CONTROLS + SURROGATE],
         ["show"],
     ],
     ids=["unknown option", "missing path", "bad timeout", "bad duration", "missing argument"],

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+from session_store_protocol.jsonl import json_line
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 
 __all__ = [
@@ -307,11 +308,6 @@ def read_metadata(path: Path) -> SessionStoreEntry:
 # -- exporting ---------------------------------------------------------------------------------
 
 
-def _json_line(value: object) -> str:
-    """One value as Claude Code writes it: compact JSON, non-ASCII characters kept."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
 def _safe_segment(value: str, field: str) -> str:
     if value in ("", ".", "..") or "/" in value or "\\" in value or "\x00" in value:
         raise LayoutError(f"{field} {value!r} cannot be used as a file name")
@@ -360,11 +356,11 @@ def export_files(root: Path, key: SessionKey, entries: list[SessionStoreEntry]) 
         metadata = next((e for e in reversed(entries) if e.get("type") == METADATA_TYPE), None)
     files = []
     if lines:
-        text = "".join(_json_line(entry) + "\n" for entry in lines)
+        text = "".join(json_line(entry) + "\n" for entry in lines)
         files.append(ExportFile(path, text, len(lines)))
     if metadata is not None:
         sidecar = {name: value for name, value in metadata.items() if name != "type"}
-        files.append(ExportFile(_sidecar(path), _json_line(sidecar), 1))
+        files.append(ExportFile(_sidecar(path), json_line(sidecar), 1))
     return files
 
 

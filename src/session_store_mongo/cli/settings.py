@@ -27,7 +27,11 @@ from pymongo.errors import PyMongoError
 from rich.console import Console
 from rich.text import Text
 
-from session_store_protocol.errors import InvalidStoreOptionsError, SessionStoreError
+from session_store_protocol.errors import (
+    InvalidKeyError,
+    InvalidStoreOptionsError,
+    SessionStoreError,
+)
 from session_store_protocol.types import SessionKey
 
 from ..builder import validate_collection_prefix, validate_database_name
@@ -171,7 +175,7 @@ class Settings:
 
         try:
             return asyncio.run(run())
-        except InvalidStoreOptionsError as exc:
-            self.fail(str(exc), EXIT_USAGE)
+        except (InvalidStoreOptionsError, InvalidKeyError) as exc:
+            self.fail(str(exc), EXIT_USAGE)  # the options or arguments given: a usage error
         except (SessionStoreError, PyMongoError, OSError) as exc:
             self.fail(str(exc) or type(exc).__name__)
