@@ -38,6 +38,7 @@ NO_SERVER_URL = "mongodb://user:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=50
 SUMMARY_ROW = re.compile(
     r"^\W*(sessions|transcripts|entries stored|skipped duplicates|errors)\W+(\d+)\W*$", re.M
 )
+SPLIT_EMOJI = "5e55a1a5-0000-4000-8000-000000000000"
 ALL_IMPORTED = {MAIN: 11, SUBPATH: 5, SECOND: 2}
 """The fixture's transcripts once imported: the subagent's metadata sidecar is one entry."""
 
@@ -240,14 +241,23 @@ def test_import_dir_without_transcripts_is_a_usage_error(tmp_path: Path) -> None
 @pytest.mark.live
 def test_export_writes_the_imported_files_byte_for_byte(cli: LiveCli, tmp_path: Path) -> None:
     """Import the fixture tree, export each session: every file (sidecar too) is byte-equal."""
-    assert cli("import", str(PROJECTS)).exit_code == 0
-    for session in (MAIN, SECOND):
-        result = cli("export", session, "--out", str(tmp_path))
+    source = tmp_path / "source"
+    shutil.copytree(PROJECTS, source)
+    split_emoji = source / PROJECT / f"{SPLIT_EMOJI}.jsonl"
+    split_emoji.write_text(  # as Claude Code writes a lone surrogate: a lowercase escape
+        '{"type":"assistant","uuid":"s1","text":"cut mid-emoji \\ud83d","Δ":"\\udc00 é"}\n'
+        '{"type":"user","uuid":"s2","n":[1e-7,1e+21,0.1,0]}\n',
+        encoding="utf-8",
+    )
+    assert cli("import", str(source)).exit_code == 0
+    out = tmp_path / "out"
+    for session in (MAIN, SECOND, SPLIT_EMOJI):
+        result = cli("export", session, "--out", str(out))
         assert result.exit_code == 0, result.output
-    exported = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
-    assert exported == FIXTURE_FILES
+    exported = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert exported == sorted([*FIXTURE_FILES, split_emoji.relative_to(source)])
     for relative in exported:
-        assert (tmp_path / relative).read_bytes() == (PROJECTS / relative).read_bytes(), relative
+        assert (out / relative).read_bytes() == (source / relative).read_bytes(), relative
 
 
 @pytest.mark.live
