@@ -9,6 +9,7 @@ hits one step of an append, in the order the store takes them: ``reserve`` (the 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import traceback
@@ -23,6 +24,8 @@ from devtools.secantus import SecantusServer, free_port
 from pymongo import AsyncMongoClient
 
 from session_store_mongo import MongoSessionStore, mongo_session_store_builder
+from session_store_mongo.codec import prepare_entry
+from session_store_mongo.layout import key_fields
 from session_store_protocol import SessionKey, SessionStoreEntry, StoreRegistry
 from session_store_protocol.errors import (
     EntryTooLargeError,
@@ -40,11 +43,16 @@ from tests.servers import (
     running_server,
     transcript_batch,
 )
-from tests.support import StoreFactory, unique_name
+from tests.support import StoreFactory, store_collection, unique_name
 
 live = pytest.mark.live
 
-_STEPS = {"reserve": ("findAndModify", 0), "insert": ("insert", 0), "summary": ("findAndModify", 1)}
+_STEPS = {
+    "reserve": ("findAndModify", 0),
+    "insert": ("insert", 0),
+    "fence": ("insert", 0),  # the insert fails, then the fence's insert (times=2)
+    "summary": ("findAndModify", 1),
+}
 """Each append step: the command it sends, and how many of that command come before it."""
 
 
@@ -58,6 +66,11 @@ class Fault:
     times: int = 1
     raises: bool = True
     """Whether the caller gets ``StoreUnavailableError`` (else the driver's retry succeeds)."""
+    impatient: bool = False
+    """Through the store that gives up on a reply after 1 s (``socketTimeoutMS``) and whose
+    lease is 0, so that what a lost writer left undecided is fenced at the next settling."""
+    fresh: bool = False
+    """Fault the transcript's first append (else its second)."""
 
     async def arm(self, admin: AsyncMongoClient[Any], proxy: ReplyDropper) -> None:
         command, skip = _STEPS[self.step]
@@ -71,6 +84,11 @@ _CLOSE = {"closeConnection": True}
 _RETRYABLE = {"errorCode": 6}  # HostUnreachable: the driver retries the write once
 _FATAL = {"errorCode": 2}  # BadValue: not retryable, the caller sees it
 _WRITE_CONCERN = {"writeConcernError": {"code": 64, "errmsg": "waiting for replication timed out"}}
+_BLOCKED = {"blockConnection": True, "blockTimeMS": 2500}
+"""The command waits 2.5 s on the server, then runs: the client gave up after 1 s (and so did
+the driver's retry), and the write lands late."""
+_BLOCKED_SECONDS = 2.5
+_BSON_LIMIT = 16 * 1024 * 1024
 
 FAULTS = {
     "reserve-dropped-once": Fault("reserve", _CLOSE, raises=False),
@@ -85,7 +103,9 @@ FAULTS = {
     "insert-retryable-error": Fault("insert", _RETRYABLE, raises=False),
     "insert-error": Fault("insert", _FATAL),
     "insert-reply-lost-once": Fault("insert", raises=False),
-    "insert-reply-lost-twice": Fault("insert", times=2),
+    # The insert ran, its replies were lost: the fence finds every entry stored, so the append
+    # succeeds (raising would make the SDK retry and duplicate entries without uuid).
+    "insert-reply-lost-twice": Fault("insert", times=2, raises=False),
     # The insert ran; a write concern error on insert_many is not an insert failure.
     "insert-write-concern-error": Fault("insert", _WRITE_CONCERN, raises=False),
     "summary-dropped-once": Fault("summary", _CLOSE, raises=False),
@@ -94,6 +114,18 @@ FAULTS = {
     "summary-dropped-twice": Fault("summary", _CLOSE, times=2, raises=False),
     "summary-error": Fault("summary", _FATAL, raises=False),
     "summary-reply-lost-twice": Fault("summary", times=2, raises=False),
+    # Issue 10, item 1: the insert (and the driver's retry) land after the client gave up.
+    # The fence gets there first: the late inserts fail, and the counts are right.
+    "insert-blocked": Fault("insert", _BLOCKED, times=2, impatient=True),
+    "insert-blocked-fresh": Fault("insert", _BLOCKED, times=2, impatient=True, fresh=True),
+    # The reservation lands after the client gave up: nobody knows the block, which stays
+    # undecided until the lease is over, then is fenced and settled empty.
+    "reserve-blocked": Fault("reserve", _BLOCKED, times=2, impatient=True),
+    # The settling write lands late: the append succeeded; the late write finds the block
+    # settled already, or settles it itself, and counts it once either way.
+    "summary-blocked": Fault("summary", _BLOCKED, times=2, raises=False, impatient=True),
+    # The insert fails and so does the fence: the block stays undecided until the lease.
+    "fence-error": Fault("fence", _FATAL, times=2, impatient=True),
 }
 
 
@@ -112,9 +144,14 @@ class Faulty:
     admin: AsyncMongoClient[Any]
     proxy: ReplyDropper
     store: MongoSessionStore
+    impatient: MongoSessionStore
     faulted: FaultedCommands
     outcomes: dict[str, tuple[SessionKey, list[str]]] = field(default_factory=dict)
     """Per fault: the key it was provoked under, and the uuids appended there."""
+
+    def store_for(self, fault: Fault) -> MongoSessionStore:
+        """The store a fault is provoked through."""
+        return self.impatient if fault.impatient else self.store
 
 
 @pytest.fixture(scope="module")
@@ -129,11 +166,22 @@ async def faulty(fault_server: SecantusServer) -> AsyncIterator[Faulty]:
             database=database,
             client_options={"serverSelectionTimeoutMS": 5000, "event_listeners": [faulted]},
         )
+        impatient = MongoSessionStore(
+            url=proxy.url,
+            database=database,
+            client_options={
+                "serverSelectionTimeoutMS": 5000,
+                "socketTimeoutMS": 1000,
+                "event_listeners": [faulted],
+            },
+            summary_lease_ms=0,
+        )
         try:
-            yield Faulty(fault_server, admin, proxy, store, faulted)
+            yield Faulty(fault_server, admin, proxy, store, impatient, faulted)
         finally:
             await failpoint_off(admin)
             await store.close()
+            await impatient.close()
             await admin.drop_database(database)
             await admin.close()
 
@@ -149,22 +197,34 @@ async def _provoke(faulty: Faulty, name: str) -> tuple[SessionKey, list[str]]:
 async def _append_through(faulty: Faulty, fault: Fault, key: SessionKey) -> list[str]:
     """Append a batch, fault the next one, append it again as the SDK does, append one more."""
     session = key["session_id"]
+    store = faulty.store_for(fault)
     faulty.faulted.names.clear()
     first, batch = transcript_batch(session, 0, 4), transcript_batch(session, 4, 4)
-    await faulty.store.append(key, first)
+    if fault.fresh:
+        first = []
+    else:
+        await store.append(key, first)
     await fault.arm(faulty.admin, faulty.proxy)
     if fault.raises:
         with pytest.raises(StoreUnavailableError, match=f"127.0.0.1:{faulty.proxy.port}"):
-            await faulty.store.append(key, batch)
+            await store.append(key, batch)
+        await _until_blocked_writes_ran(fault)
         await failpoint_off(faulty.admin)
-        await faulty.store.append(key, batch)  # the SDK retries a failed batch as it was
+        await store.append(key, batch)  # the SDK retries a failed batch as it was
     else:
-        await faulty.store.append(key, batch)
+        await store.append(key, batch)
+        await _until_blocked_writes_ran(fault)
     command, _ = _STEPS[fault.step]
     assert faulty.faulted.names.count(command) == fault.times, "the fault did not fire"
     following = transcript_batch(session, 8, 2)
-    await faulty.store.append(key, following)
+    await store.append(key, following)
     return [str(entry["uuid"]) for entry in first + batch + following]
+
+
+async def _until_blocked_writes_ran(fault: Fault) -> None:
+    """Wait until a blocked command and the driver's retry of it have run on the server."""
+    if fault.failpoint is _BLOCKED:
+        await asyncio.sleep(_BLOCKED_SECONDS)
 
 
 def _key() -> SessionKey:
@@ -176,7 +236,7 @@ def _key() -> SessionKey:
 async def test_faulted_append_is_stored_once_in_order(faulty: Faulty, fault: str) -> None:
     """A faulted append raises StoreUnavailableError or is retried; a re-append stores once."""
     key, uuids = await _provoke(faulty, fault)
-    assert_each_once_in_order(await faulty.store.load(key), uuids)
+    assert_each_once_in_order(await faulty.store_for(FAULTS[fault]).load(key), uuids)
 
 
 @live
@@ -195,9 +255,10 @@ async def test_write_concern_error_on_insert_is_logged(
 async def test_summary_catches_up_after_fault(faulty: Faulty, fault: str) -> None:
     """After a faulted append and the next append, the summary is the fold of the transcript."""
     key, _ = await _provoke(faulty, fault)
-    loaded = await faulty.store.load(key)
+    store = faulty.store_for(FAULTS[fault])
+    loaded = await store.load(key)
     assert loaded is not None
-    [summary] = await faulty.store.list_session_summaries(key["project_key"])
+    [summary] = await store.list_session_summaries(key["project_key"])
     assert summary["data"] == fold_session_summary(None, key, loaded)["data"]
 
 
@@ -206,9 +267,31 @@ async def test_summary_catches_up_after_fault(faulty: Faulty, fault: str) -> Non
 async def test_size_counts_stored_entries_after_fault(faulty: Faulty, fault: str) -> None:
     """After a faulted append and its retry, size() counts the entries stored."""
     key, _ = await _provoke(faulty, fault)
-    loaded = await faulty.store.load(key)
+    store = faulty.store_for(FAULTS[fault])
+    loaded = await store.load(key)
     assert loaded is not None
-    assert await faulty.store.size(key) == len(loaded)
+    assert await store.size(key) == len(loaded)
+
+
+@live
+@pytest.mark.parametrize("fault", list(FAULTS))
+async def test_counters_settle_to_the_truth_after_fault(faulty: Faulty, fault: str) -> None:
+    """After a fault, the retry and the next append, the counts are exactly what is stored.
+
+    ``count`` and ``bytes`` equal the stored entries, every reserved number is settled, the
+    summary has folded them all, and the session is listed: as after a run without a fault.
+    """
+    key, _ = await _provoke(faulty, fault)
+    store = faulty.store_for(FAULTS[fault])
+    loaded = await store.load(key)
+    assert loaded is not None
+    await store.list_session_summaries(key["project_key"])  # settles what the lease allows
+    doc = await store_collection(faulty.admin, store, "sessions").find_one(key_fields(key))
+    sizes = [prepare_entry(i, e, _BSON_LIMIT, None).size for i, e in enumerate(loaded)]
+    assert (doc["count"], doc["bytes"]) == (len(loaded), sum(sizes))
+    assert doc["settled"] == doc["seq"] == doc["summary_seq"]
+    listed = await store.list_sessions(key["project_key"])
+    assert [s["session_id"] for s in listed] == [key["session_id"]]
 
 
 @live

@@ -71,17 +71,14 @@ async def counted(mongo_url: str) -> AsyncIterator[tuple[MongoSessionStore, _Com
 async def test_append_round_trips_do_not_grow_with_the_session(
     counted: tuple[MongoSessionStore, _Commands],
 ) -> None:
-    """A subkey append is 2 commands, a main append 3 (with the summary), at any length."""
+    """Any append is 3 commands at any length: reserve, insert, settle (with the summary)."""
     store, listener = counted
-    for key, expected in ((SUB, ["findAndModify", "insert"]), (KEY, ["findAndModify"] * 1)):
+    for key in (SUB, KEY):
         await store.append(key, _entries(1000, prefix="fill"))
         for _ in range(3):
             listener.names.clear()
             await store.append(key, _entries(5, prefix=unique_name()))
-            if key is KEY:
-                assert listener.names == ["findAndModify", "insert", "findAndModify"]
-            else:
-                assert listener.names == expected
+            assert listener.names == ["findAndModify", "insert", "findAndModify"]
 
 
 @pytest.mark.live
@@ -152,7 +149,7 @@ async def test_storage_layout(live_store: MongoSessionStore, live_client: Any) -
     assert docs[1]["entry"] == {"type": "x", "%24odd": 1}
     assert await entries.count_documents({"entry.type": "user"}) == 1
     session = await sessions.find_one({"session_id": "sess"})
-    assert (session["seq"], session["count"], session["landed"]) == (2, 2, 2)
+    assert (session["seq"], session["count"], session["settled"]) == (2, 2, 2)
     entry_indexes = {i["name"] for i in await (await entries.list_indexes()).to_list(None)}
     assert {"entry_seq", "entry_dedupe"} <= entry_indexes
     session_indexes = {i["name"] for i in await (await sessions.list_indexes()).to_list(None)}
@@ -188,12 +185,14 @@ async def test_abandoned_reservation_does_not_freeze_summaries(
     assert summary["data"]["custom_title"] == "one"
     [listed] = await live_store.list_sessions("proj")
     assert summary["mtime"] < listed["mtime"]  # behind, and says so to the SDK
+    assert await live_store.size(KEY) == 2  # "b" is stored past the settled count
     old = datetime.now(timezone.utc) - timedelta(hours=1)
-    await sessions.update_one({"subpath": ""}, {"$set": {"summary_at": old}})
+    await sessions.update_one({"subpath": ""}, {"$set": {"pending_since": old}})  # lease over
     [summary] = await live_store.list_session_summaries("proj")
     assert summary["data"]["custom_title"] == "two"
     doc = await sessions.find_one({"subpath": ""})
     assert doc["summary_seq"] == doc["seq"]
+    assert (doc["settled"], doc["count"]) == (doc["seq"], 2)  # the dead block fenced, uncounted
 
 
 @pytest.mark.live
@@ -518,6 +517,8 @@ async def test_two_processes_append_to_one_session(mongo_url: str) -> None:
         [summary] = await store.list_session_summaries("proj")
         assert summary["data"] == fold_session_summary(None, key, loaded)["data"]
         assert json.dumps(summary["data"])
+        doc = await store_collection(store.client, store, "sessions").find_one({"subpath": ""})
+        assert (doc["count"], doc["settled"]) == (len(loaded), doc["seq"])
         await store.client.drop_database(database)
 
 

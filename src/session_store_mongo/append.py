@@ -13,9 +13,13 @@ Usage (``MongoSessionStore.append`` does this)::
    ``sessions`` document (``Block.reserve``). The order of reservations on the server is the
    order of the transcript.
 3. **Insert** the entries with one unordered ``insert_many`` (``Block.insert``): an entry whose
-   ``uuid`` is stored already is skipped; any other failure releases the block and raises.
-4. **Settle**: report the block landed and, for a main transcript, fold the fresh entries into
-   the summary (``Summaries.settle``).
+   ``uuid`` is stored already is skipped. If the insert fails, its outcome is unknown (the
+   server may still be running it): the block is *fenced* (``Block.fence``), a hole on each of
+   its numbers where none of our entries landed, so nothing can land there later; what landed
+   is settled, and unless every entry landed the error is raised (appending again is safe).
+4. **Settle** the block: count it and, for a main transcript, fold its fresh entries into the
+   summary (``Summaries.settle_own``; ``summary`` explains the positions and why they cannot
+   drift).
 """
 
 from __future__ import annotations
@@ -34,12 +38,12 @@ from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from session_store_protocol.errors import StoreUnavailableError
-from session_store_protocol.types import MAIN_SUBPATH, SessionKey, SessionStoreEntry
+from session_store_protocol.types import SessionKey, SessionStoreEntry
 from session_store_protocol.validation import validate_entries, validate_key
 
 from .client import Connection
 from .codec import PreparedEntry, prepare_entry
-from .layout import Collections, key_fields
+from .layout import Collections, hole, key_fields
 from .summary import Summaries
 
 __all__ = ["Appender", "Block"]
@@ -80,7 +84,8 @@ class Appender:
         Raises:
             InvalidKeyError: Malformed key; nothing written.
             InvalidEntryError: Malformed batch, or an entry over ``max_entry_bytes``.
-            StoreUnavailableError: The sequence counter was behind its entries (repaired).
+            StoreUnavailableError: Our numbers were taken: fenced after the lease, or the
+                counter was behind its entries (repaired).
         """
         clean = validate_key(key)
         batch = validate_entries(entries)
@@ -96,16 +101,32 @@ class Appender:
         )
         try:
             stored = await block.insert()
-        except Exception:
-            await block.release()
-            raise
-        if block.ident["subpath"] == MAIN_SUBPATH:
-            if not await self._summaries.settle(clean, block, [p.entry for p in stored]):
-                await block.release()
-        elif block.skipped:
-            # Best effort like the summary: the entries are stored, only the count is at stake.
-            with contextlib.suppress(PyMongoError):
-                await self._collections.sessions.update_one(block.ident, _uncount(block.skipped))
+        except (PyMongoError, StoreUnavailableError):
+            if not await self._settle_failed(clean, block):
+                raise
+            return  # every entry landed after all: the append succeeded
+        await self._summaries.settle_own(clean, block, stored)
+
+    async def _settle_failed(self, key: SessionKey, block: Block) -> bool:
+        """Fence ``block`` after a failed insert and settle it; tell whether all entries landed.
+
+        If even this fails, the block stays undecided until the lease is over; then whoever
+        settles next fences it.
+        """
+        try:
+            stored = await block.fence()
+            await self._summaries.settle_decided(key, block.ident)
+        except PyMongoError as exc:
+            log.warning(
+                "append on %s: seq %d-%d left undecided after a failed insert (it is fenced "
+                "once the lease is over): %s",
+                self._connection.hosts,
+                block.start,
+                block.end,
+                self._connection.describe(exc),
+            )
+            return False
+        return len(stored) == len(block.entries)
 
 
 @dataclass
@@ -124,6 +145,8 @@ class Block:
     """The session document as the reservation left it."""
     skipped: list[PreparedEntry] = field(default_factory=list)
     """Entries not stored because their ``uuid`` was (set by ``insert``)."""
+    ids: dict[int, ObjectId] = field(default_factory=dict)
+    """The ``_id`` of each entry's document, by batch index, once ``insert`` sent them."""
 
     @property
     def end(self) -> int:
@@ -147,20 +170,20 @@ class Block:
 
         The transcript's document is created first, once, by a separate upsert that changes no
         counter: some servers answer two racing ``$inc`` upserts with no document after
-        applying both, which would leave a reservation nobody knows about.
+        applying both, which would leave a reservation nobody knows about. Counts are not
+        touched: they change only when numbers are settled. ``pending_since`` keeps the time
+        of the oldest reservation not settled yet, for the lease.
 
         Each reservation signs the document with a fresh token. If the reply never arrives
         (or carries a write-concern error) and the document still bears our token, the block
-        is ours and still the last one, so it is released instead of waiting for the lease.
+        is ours and still the last one: it is fenced, so whoever settles next settles it at
+        once instead of waiting for the lease.
         """
         token = ObjectId()
         update = {
-            "$inc": {
-                "seq": len(entries),
-                "count": len(entries),
-                "bytes": sum(p.size for p in entries),
-            },
+            "$inc": {"seq": len(entries)},
             "$set": {"reserved_by": token},
+            "$min": {"pending_since": datetime.now(timezone.utc)},
             "$currentDate": {"mtime": True},
         }
         try:
@@ -169,7 +192,7 @@ class Block:
             with contextlib.suppress(PyMongoError):
                 doc = await collections.sessions.find_one(ident, {"seq": 1, "reserved_by": 1})
                 if doc is not None and doc.get("reserved_by") == token:
-                    await cls(collections, connection, ident, entries, token, doc).release()
+                    await cls(collections, connection, ident, entries, token, doc).fence()
             raise
         return cls(collections, connection, ident, entries, token, session)
 
@@ -177,11 +200,19 @@ class Block:
         """Insert the batch unordered; return the entries stored (duplicates are skipped)."""
         docs = []
         for p in self.entries:
-            doc = {**self.ident, "seq": self.start + p.index, "dedupe": p.dedupe, "entry": p.stored}
+            self.ids[p.index] = ObjectId()
+            doc = {
+                "_id": self.ids[p.index],
+                **self.ident,
+                "seq": self.start + p.index,
+                "dedupe": p.dedupe,
+                "entry": p.stored,
+            }
             if p.escaped:
                 doc["escaped"] = True
             if p.chunks is not None:
                 doc["chunked"] = len(p.chunks)
+                doc["size"] = p.size  # the stub is smaller than the entry the counts hold
             docs.append(doc)
         chunked = [p for p in self.entries if p.chunks is not None]
         if chunked:
@@ -192,11 +223,33 @@ class Block:
         except BulkWriteError as exc:
             skipped = await self._classify_write_errors(exc)
         self.skipped = [p for p in self.entries if p.index in skipped]
-        # An entry whose uuid was already stored must not leave its chunks behind.
-        orphans = [self.start + p.index for p in chunked if p.index in skipped]
+        await self._drop_chunks_of(self.skipped)
+        return [p for p in self.entries if p.index not in skipped]
+
+    async def fence(self) -> list[PreparedEntry]:
+        """After an insert of unknown outcome, decide every number of the block for good.
+
+        A hole goes on each number where none of our entries landed, so that an insert still
+        on its way (a blocked connection, a driver retry) fails on the unique ``entry_seq``
+        index instead of landing after the counts were settled. A number where a document
+        landed first keeps it.
+
+        Returns:
+            The entries of ours that are stored.
+        """
+        holes = [hole(self.ident, self.start + p.index) for p in self.entries]
+        with contextlib.suppress(BulkWriteError):  # numbers holding a document already
+            await self.collections.entries.insert_many(holes, ordered=False)
+        landed = await self._landed_indexes()
+        self.skipped = [p for p in self.entries if p.index not in landed]
+        await self._drop_chunks_of(self.skipped)
+        return [p for p in self.entries if p.index in landed]
+
+    async def _drop_chunks_of(self, entries: list[PreparedEntry]) -> None:
+        """Entries not stored (skipped, or fenced out) must not leave their chunks behind."""
+        orphans = [self.start + p.index for p in entries if p.chunks is not None]
         if orphans:
             await self.collections.chunks.delete_many({**self.ident, "seq": {"$in": orphans}})
-        return [p for p in self.entries if p.index not in skipped]
 
     async def _insert_chunks(self, chunked: list[PreparedEntry]) -> None:
         for p in chunked:
@@ -220,8 +273,9 @@ class Block:
         A duplicate ``uuid`` is the idempotent path. A duplicate ``_id``, or a duplicate
         ``uuid`` held by a document at our own ``seq``, is an insert of ours that landed before
         the driver retried it: stored, not skipped. A write-concern error is logged (the
-        entries are stored). A duplicate ``seq`` means the counter fell behind its entries:
-        it is repaired and ``StoreUnavailableError`` raised. Anything else is raised as is.
+        entries are stored). A duplicate ``seq`` means our numbers are taken: the append
+        outlived the lease and was fenced, or the counter fell behind its entries (it is
+        repaired); ``StoreUnavailableError`` is raised. Anything else is raised as is.
         """
         for concern in exc.details.get("writeConcernErrors", []):
             # The entries are on the primary; failing would make the SDK retry and duplicate
@@ -239,9 +293,10 @@ class Block:
             elif violated == "seq":
                 await self._repair_counter()
                 raise StoreUnavailableError(
-                    f"append on {self.connection.hosts}: the sequence counter of {self.ident!r} "
-                    "was behind its stored entries (restored or edited by hand?); it is "
-                    "repaired, append again"
+                    f"append on {self.connection.hosts}: the sequence numbers reserved for "
+                    f"{self.ident!r} are taken: the append outlived the lease and was fenced, "
+                    "or the counter was behind its stored entries (restored or edited by "
+                    "hand?) and is repaired; append again"
                 ) from None
             elif violated != "_id":
                 raise exc
@@ -251,14 +306,18 @@ class Block:
         return {index for index in duplicates if index not in landed}
 
     async def _landed_indexes(self) -> set[int]:
-        """The batch indexes whose documents are stored at this block's sequence numbers.
+        """The batch indexes whose own documents are stored at this block's numbers.
 
         One range scan of the ``entry_seq`` index, O(batch) whatever the session's length.
         """
         stored = self.collections.entries.find(
-            {**self.ident, "seq": {"$gte": self.start, "$lte": self.end}}, {"_id": 0, "seq": 1}
+            {**self.ident, "seq": {"$gte": self.start, "$lte": self.end}}, {"_id": 1, "seq": 1}
         )
-        return {doc["seq"] - self.start async for doc in stored}
+        return {
+            doc["seq"] - self.start
+            async for doc in stored
+            if doc["_id"] == self.ids.get(doc["seq"] - self.start)
+        }
 
     async def _repair_counter(self) -> None:
         highest = await self.collections.entries.find_one(
@@ -267,32 +326,6 @@ class Block:
         if highest is not None:
             await self.collections.sessions.update_one(
                 self.ident, {"$max": {"seq": highest["seq"]}}
-            )
-
-    def landing(self) -> dict[str, Any]:
-        """The update that reports the block landed and uncounts the entries skipped."""
-        update = _uncount(self.skipped)
-        update.setdefault("$inc", {})["landed"] = len(self.entries)
-        return update
-
-    async def release(self) -> None:
-        """After a failed insert, report the block landed and uncount what did not land.
-
-        Best effort: if the server is unreachable this fails too (logged), and the summary
-        waits for the lease that covers crashed writers.
-        """
-        try:
-            landed = await self._landed_indexes()
-            update = _uncount([p for p in self.entries if p.index not in landed])
-            update.setdefault("$inc", {})["landed"] = len(self.entries)
-            await self.collections.sessions.update_one(self.ident, update)
-        except PyMongoError as exc:
-            log.warning(
-                "append on %s: could not release seq %d-%d after a failed insert: %s",
-                self.connection.hosts,
-                self.start,
-                self.end,
-                self.connection.describe(exc),
             )
 
 
@@ -315,7 +348,7 @@ async def _reserve_signed(
                         "seq": 0,
                         "count": 0,
                         "bytes": 0,
-                        "landed": 0,
+                        "settled": 0,
                         "created": now,
                         "mtime": now,
                     }
@@ -325,13 +358,6 @@ async def _reserve_signed(
     raise StoreUnavailableError(
         f"append on {connection.hosts}: could not reserve sequence numbers for {ident!r}"
     )
-
-
-def _uncount(entries: list[PreparedEntry]) -> dict[str, Any]:
-    """The update that takes entries that were not stored back out of the counts."""
-    if not entries:
-        return {}
-    return {"$inc": {"count": -len(entries), "bytes": -sum(p.size for p in entries)}}
 
 
 _INDEX_NAME = re.compile(r"index: (\S+)")

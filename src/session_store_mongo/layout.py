@@ -14,12 +14,16 @@ so that no common application's ``sessions`` is ours; ``""`` gives version 0.1's
 - ``{prefix}entries``: one document per entry: ``project_key``, ``session_id``, ``subpath``
   (``""`` for the main transcript), ``seq`` (reserved on the server), ``dedupe`` (the entry's
   ``uuid``, or a fresh ObjectId), ``entry`` (the entry itself), and ``escaped`` / ``chunked``
-  when the entry needed escaping or did not fit one document. Unique indexes
-  ``entry_seq`` on (key, ``seq``) and ``entry_dedupe`` on (key, ``dedupe``).
-- ``{prefix}sessions``: one document per transcript: ``seq`` counter, ``landed`` (reserved
-  entries whose writer finished), ``count``, ``bytes``, ``mtime``, ``created``, and for main
-  transcripts ``summary``, ``summary_seq`` and ``summary_version``. Unique index
-  ``session_key`` on (key); index ``session_mtime`` on ``mtime`` for retention.
+  when the entry needed escaping or did not fit one document (a chunked entry's document also
+  keeps its ``size``). A *hole* (``hole: true``, no ``entry``) marks a number that will never
+  hold an entry (see ``summary``). Unique indexes ``entry_seq`` on (key, ``seq``) and
+  ``entry_dedupe`` on (key, ``dedupe``).
+- ``{prefix}sessions``: one document per transcript: ``seq`` (the last number reserved),
+  ``settled`` (every number up to it decided and counted), ``count`` and ``bytes`` (the entries
+  up to ``settled``), ``pending_since`` (the oldest reservation not settled), ``settled_at``,
+  ``reserved_by``, ``mtime``, ``created``, and for main transcripts ``summary``,
+  ``summary_seq``, ``summary_version`` and ``summary_at``. Unique index ``session_key`` on
+  (key); index ``session_mtime`` on ``mtime`` for retention.
 - ``{prefix}entry_chunks``: parts of entries larger than one BSON document. Unique index
   ``chunk_part`` on (key, ``seq``, ``part``).
 
@@ -30,15 +34,16 @@ are empty or hold only its own documents.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 
 from session_store_protocol.types import SessionKey, key_parts
 
-__all__ = ["DEFAULT_COLLECTION_PREFIX", "KEY_INDEX", "Collections", "key_fields"]
+__all__ = ["DEFAULT_COLLECTION_PREFIX", "KEY_INDEX", "Collections", "hole", "key_fields"]
 
 DEFAULT_COLLECTION_PREFIX = "session_store_"
 """Keeps the store's collections apart from common names such as another application's
@@ -56,6 +61,15 @@ def key_fields(key: SessionKey) -> dict[str, str]:
     """The key fields as every document stores them (``subpath`` ``""`` is the main transcript)."""
     project_key, session_id, subpath = key_parts(key)
     return {"project_key": project_key, "session_id": session_id, "subpath": subpath}
+
+
+def hole(ident: Mapping[str, str], seq: int) -> dict[str, Any]:
+    """The placeholder that decides number ``seq`` as holding no entry, for good.
+
+    Its unique ``dedupe`` keeps it clear of every uuid; ``entry_seq`` makes any later insert on
+    that number fail.
+    """
+    return {**ident, "seq": seq, "dedupe": ObjectId(), "hole": True}
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,16 @@
 
 Usage::
 
-    from session_store_mongo.reader import iter_stored, read_entries
+    from session_store_mongo.reader import iter_stored, read_entries, read_slots
 
     async for item in iter_stored(collections, key_fields(key), after=10):
         print(item.seq, item.entry)                             # seq 11 onwards, in order
     pending = await read_entries(collections, ident, after=10, upto=15)   # a seq range, as a list
+    slots = await read_slots(collections, ident, after=10, upto=15)       # holes too, with sizes
+
+A *hole* is the placeholder an append puts on a sequence number that will never hold an entry
+(its insert failed, or its writer was taken as dead), so that a late insert cannot land there
+(``summary`` explains why); entries skip holes, ``read_slots`` shows them.
 
 The query filters on the key fields and sorts on ``seq``, so the server walks the ``entry_seq``
 index in order and never sorts. Documents come back whole: returning them as stored costs the
@@ -19,11 +24,13 @@ one query for its parts, so only that entry's parts are in memory at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, cast
 
+import bson
 from pymongo import ASCENDING
 
 from session_store_protocol.errors import StoreUnavailableError
@@ -33,7 +40,7 @@ from .codec import decode_entry
 from .driver import maybe_await
 from .layout import Collections
 
-__all__ = ["StoredEntry", "iter_stored", "read_entries"]
+__all__ = ["Slot", "StoredEntry", "iter_stored", "read_entries", "read_slots"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,17 @@ class StoredEntry:
     """The entry, deep-equal to what was appended."""
 
 
+@dataclass(frozen=True)
+class Slot:
+    """What one sequence number of a transcript holds, as settling counts it."""
+
+    seq: int
+    entry: SessionStoreEntry | None
+    """The entry, or ``None`` for a hole."""
+    size: int
+    """The entry's BSON size, as the transcript's ``bytes`` counts it (0 for a hole)."""
+
+
 async def iter_stored(
     collections: Collections,
     ident: dict[str, str],
@@ -59,25 +77,11 @@ async def iter_stored(
 
     Closing the iterator early (``break`` inside ``contextlib.aclosing``) closes the cursor.
     """
-    filter_: dict[str, Any] = dict(ident)
-    seq_range: dict[str, int] = {}
-    if after is not None:
-        seq_range["$gt"] = after
-    if upto is not None:
-        seq_range["$lte"] = upto
-    if seq_range:
-        filter_["seq"] = seq_range
     subpath = ident["subpath"] if ident["subpath"] != MAIN_SUBPATH else None
-    cursor = collections.entries.find(filter_).sort("seq", ASCENDING)
-    try:
-        async for doc in cursor:
-            if "chunked" in doc:
-                yield StoredEntry(doc["seq"], subpath, await _reassemble(collections, ident, doc))
-            else:
-                entry = decode_entry(doc["entry"], doc.get("escaped", False))
-                yield StoredEntry(doc["seq"], subpath, cast(SessionStoreEntry, entry))
-    finally:
-        await maybe_await(cursor.close())
+    async with contextlib.aclosing(_walk(collections, ident, after, upto)) as documents:
+        async for doc, entry in documents:
+            if entry is not None:
+                yield StoredEntry(doc["seq"], subpath, entry)
 
 
 async def read_entries(
@@ -89,6 +93,51 @@ async def read_entries(
 ) -> list[SessionStoreEntry]:
     """The entries ``iter_stored`` yields, as a list."""
     return [item.entry async for item in iter_stored(collections, ident, after=after, upto=upto)]
+
+
+async def read_slots(
+    collections: Collections, ident: dict[str, str], *, after: int, upto: int
+) -> list[Slot]:
+    """Every document at a sequence number in ``(after, upto]``, holes included, measured."""
+    async with contextlib.aclosing(_walk(collections, ident, after, upto)) as documents:
+        return [Slot(doc["seq"], entry, _size(doc)) async for doc, entry in documents]
+
+
+async def _walk(
+    collections: Collections, ident: dict[str, str], after: int | None, upto: int | None
+) -> AsyncGenerator[tuple[dict[str, Any], SessionStoreEntry | None], None]:
+    """Yield each document in ``seq`` order with its entry (``None`` for a hole)."""
+    filter_: dict[str, Any] = dict(ident)
+    seq_range: dict[str, int] = {}
+    if after is not None:
+        seq_range["$gt"] = after
+    if upto is not None:
+        seq_range["$lte"] = upto
+    if seq_range:
+        filter_["seq"] = seq_range
+    cursor = collections.entries.find(filter_).sort("seq", ASCENDING)
+    try:
+        async for doc in cursor:
+            if doc.get("hole"):
+                yield doc, None
+            elif "chunked" in doc:
+                yield doc, await _reassemble(collections, ident, doc)
+            else:
+                yield (
+                    doc,
+                    cast(SessionStoreEntry, decode_entry(doc["entry"], doc.get("escaped", False))),
+                )
+    finally:
+        await maybe_await(cursor.close())
+
+
+def _size(doc: dict[str, Any]) -> int:
+    """The BSON size of a document's entry, as the append measured it before inserting."""
+    if doc.get("hole"):
+        return 0
+    if "chunked" in doc:
+        return int(doc.get("size", 0))  # the stub records the size of the entry it stands for
+    return len(bson.encode({"entry": doc["entry"]}))
 
 
 async def _reassemble(

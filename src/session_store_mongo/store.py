@@ -59,7 +59,7 @@ from .layout import DEFAULT_COLLECTION_PREFIX, Collections, key_fields
 from .ownership import check_owned
 from .reader import StoredEntry, iter_stored, read_entries
 from .session_totals import SessionTotals, StoreStats, idle_sessions, prune, store_stats
-from .summary import DEFAULT_LEASE_MS, Summaries, summary_view
+from .summary import DEFAULT_LEASE_MS, Summaries, may_hold_entries, summary_view
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -79,6 +79,8 @@ __all__ = [
 DEFAULT_DATABASE = "computeragent_sessions"
 _DEFAULT_MAX_BSON = 16 * 1024 * 1024
 _UNAUTHORIZED = 13
+_POSITIONS = {"count": 1, "settled": 1, "seq": 1}
+"""What ``may_hold_entries`` reads of a session document."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,9 @@ class MongoSessionStore:
 
     Append validates the whole batch, reserves a block of sequence numbers with one atomic
     ``$inc`` upsert, inserts the entries with one unordered ``insert_many`` (a duplicate ``uuid``
-    is the idempotent path), then folds the main transcript's summary with a compare-and-set.
-    Load is one indexed query sorted by ``seq``. ``layout`` describes the collections.
+    is the idempotent path), then settles the block's counts (and folds a main transcript's
+    summary) with one compare-and-set. Load is one indexed query sorted by ``seq``. ``layout``
+    describes the collections, ``summary`` why the counts cannot drift.
     """
 
     def __init__(
@@ -128,8 +131,9 @@ class MongoSessionStore:
                 application user may not, and run ``ensure_indexes()`` or the CLI instead.
             max_entry_bytes: Refuse any entry whose BSON exceeds this many bytes. Without it,
                 entries above the server's document limit are stored in chunks.
-            summary_lease_ms: How long a summary waits behind a writer that reserved sequence
-                numbers and never reported (it crashed) before folding past it.
+            summary_lease_ms: How long reserved sequence numbers may stay undecided (their
+                writer crashed or lost contact) before whoever settles next fences them and
+                settles past them.
 
         Raises:
             InvalidStoreOptionsError: Not exactly one of ``client``, ``url`` and
@@ -357,12 +361,13 @@ class MongoSessionStore:
         with self._operation("list_sessions"):
             await self._owned()
             cursor = self._collections.sessions.find(
-                {"project_key": project, "subpath": MAIN_SUBPATH, "count": {"$gt": 0}},
-                {"_id": 0, "session_id": 1, "mtime": 1},
+                {"project_key": project, "subpath": MAIN_SUBPATH, "seq": {"$gt": 0}},
+                {"_id": 0, "session_id": 1, "mtime": 1, **_POSITIONS},
             )
             return [
                 {"session_id": doc["session_id"], "mtime": epoch_ms(doc["mtime"])}
                 async for doc in cursor
+                if may_hold_entries(doc)
             ]
 
     async def list_session_summaries(self, project_key: str) -> list[SessionSummaryEntry]:
@@ -377,9 +382,9 @@ class MongoSessionStore:
         with self._operation("list_session_summaries"):
             await self._owned()
             cursor = self._collections.sessions.find(
-                {"project_key": project, "subpath": MAIN_SUBPATH, "count": {"$gt": 0}}
+                {"project_key": project, "subpath": MAIN_SUBPATH, "seq": {"$gt": 0}}
             )
-            docs = [doc async for doc in cursor]
+            docs = [doc async for doc in cursor if may_hold_entries(doc)]
             for doc in docs:
                 key: SessionKey = {"project_key": project, "session_id": doc["session_id"]}
                 ident = key_fields(key)
@@ -411,18 +416,30 @@ class MongoSessionStore:
         with self._operation("list_subkeys"):
             await self._owned()
             cursor = self._collections.sessions.find(
-                {**clean, "subpath": {"$ne": MAIN_SUBPATH}, "count": {"$gt": 0}},
-                {"_id": 0, "subpath": 1},
+                {**clean, "subpath": {"$ne": MAIN_SUBPATH}, "seq": {"$gt": 0}},
+                {"_id": 0, "subpath": 1, **_POSITIONS},
             )
-            return sorted([doc["subpath"] async for doc in cursor])
+            return sorted([doc["subpath"] async for doc in cursor if may_hold_entries(doc)])
 
     async def size(self, key: SessionKey) -> int:
-        """Return how many entries the transcript holds (0 for an unknown key)."""
+        """Return how many entries the transcript holds (0 for an unknown key).
+
+        The count settled so far, plus the entries stored past ``settled`` (writers in flight,
+        or a block waiting for the lease): one range read of ``entry_seq``, empty as a rule.
+        """
         ident = key_fields(validate_key(key))
         with self._operation("size"):
             await self._owned()
-            doc = await self._collections.sessions.find_one(ident, {"count": 1})
-        return int(doc["count"]) if doc else 0
+            doc = await self._collections.sessions.find_one(ident, {"count": 1, **_POSITIONS})
+            if doc is None:
+                return 0
+            settled, reserved = int(doc.get("settled", 0)), int(doc.get("seq", 0))
+            unsettled = 0
+            if settled < reserved:
+                unsettled = await self._collections.entries.count_documents(
+                    {**ident, "seq": {"$gt": settled, "$lte": reserved}, "hole": {"$ne": True}}
+                )
+        return int(doc.get("count", 0)) + unsettled
 
     async def set_mtime(self, key: SessionKey, mtime: datetime) -> bool:
         """Set a stored transcript's last-write time, as listings, summaries and retention see it.
@@ -463,6 +480,9 @@ class MongoSessionStore:
             scope["subpath"] = clean["subpath"]
         with self._operation("delete"):
             await self._ready()
+            # Numbers reserved but not settled are fenced and settled first, so that an insert
+            # still on its way fails instead of landing, uncounted, in the deleted transcript.
+            await self._wired.summaries.settle_as_deleted(scope)
             # Keep each transcript's document as an empty tombstone: its sequence counter must
             # never restart below entries a racing writer may still be inserting.
             await self._collections.sessions.update_many(
@@ -473,7 +493,8 @@ class MongoSessionStore:
                     "$currentDate": {"mtime": True},
                 },
             )
-            await self._collections.entries.delete_many(scope)
+            # The holes stay: they keep late inserts out.
+            await self._collections.entries.delete_many({**scope, "hole": {"$ne": True}})
             await self._collections.chunks.delete_many(scope)
 
     async def prune_inactive(

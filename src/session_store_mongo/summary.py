@@ -1,60 +1,82 @@
-"""A main transcript's summary, folded inside ``append`` and serialized across processes.
+"""Settling a transcript: its counts and its summary, exact whatever failed, across processes.
 
 Usage::
 
     from session_store_mongo.summary import Summaries, summary_view
 
     summaries = Summaries(collections, connection, lease_ms=120_000)
-    reported = await summaries.settle(key, block, fresh)   # after an append's insert
-    doc = await summaries.catch_up(key, ident, doc, fold)  # before a summary is read
+    await summaries.settle_own(key, block, stored)          # after an append's insert
+    doc = await summaries.catch_up(key, ident, doc, fold)   # settle whatever is decided
     summary = summary_view(doc, key)                        # what list_session_summaries shows
 
-Three positions on a transcript's ``sessions`` document, always ``summary_seq <= landed <= seq``:
+Three positions on a transcript's ``sessions`` document, always ``summary_seq <= settled <= seq``:
 
 - ``seq``: the last sequence number reserved. Every append reserves a block of numbers first.
-- ``landed``: how many reserved numbers have been reported by their writer as done (inserted,
-  skipped as duplicates, or failed and released). ``landed == seq`` means no writer is in flight,
-  so the stored entries up to ``seq`` are all there will ever be.
-- ``summary_seq``: every entry with a lower or equal ``seq`` is folded into ``summary``.
+- ``settled``: every number up to it is decided for good, and ``count`` and ``bytes`` are
+  exactly the entries stored there. A number is decided once a document sits on it (an entry,
+  or a *hole*: a placeholder that makes any later insert on that number fail on the unique
+  ``entry_seq`` index), or once its own writer has settled it (a uuid skipped as a duplicate
+  leaves its number empty, and nothing else can ever be inserted there).
+- ``summary_seq``: every entry up to it is folded into ``summary`` (the SDK's fold); a process
+  without the SDK settles counts and leaves the summary behind, to be caught up later.
 
-A writer whose block directly follows ``summary_seq`` folds its own fresh entries and reports
-its block landed in one compare-and-set on ``summary_version``. Any other writer reports its
-landing; whoever then sees ``landed >= seq`` catches the summary up from the stored entries.
-A summary stuck behind a reservation for a whole lease (``lease_ms``) takes that writer as
-dead and folds past it. While behind, the summary reports the older ``mtime`` at which it was
-last written, so the SDK's staleness check loads the transcript instead of trusting it.
+A writer whose block directly follows ``settled`` settles it with one compare-and-set on
+``settled``, adding the entries it stored and, when the summary is caught up, folding them in.
+Any other writer makes its block decided (a hole on each number it skipped) and leaves it to the
+writer in front, whose catch-up reads the decided documents and settles them too. A writer whose
+insert failed in an unknown way puts a hole on each number where none of its entries landed
+(*fencing*) before it reports the failure, so a late-landing insert cannot change what was
+counted. A number left undecided for a whole lease (``lease_ms``: its writer died, or lost
+contact) is fenced by whoever catches up next. Counts are therefore never adjusted by guesses:
+they are sums over decided documents, written with a compare-and-set, so a lost reply, a retry
+or a late insert cannot make them drift.
+
+While the summary is behind it reports the older ``mtime`` at which it was last written, so the
+SDK's staleness check loads the transcript instead of trusting it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from pymongo import ReturnDocument
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from session_store_protocol.summaries import Fold, optional_fold
-from session_store_protocol.types import SessionKey, SessionStoreEntry, SessionSummaryEntry
+from session_store_protocol.types import MAIN_SUBPATH, SessionKey, SessionSummaryEntry
 
 from .client import Connection
-from .codec import decode_entry, encode_entry, epoch_ms
-from .layout import Collections
-from .reader import read_entries
+from .codec import PreparedEntry, decode_entry, encode_entry, epoch_ms
+from .layout import Collections, hole
+from .reader import Slot, read_slots
 
 if TYPE_CHECKING:
     from .append import Block
 
-__all__ = ["DEFAULT_LEASE_MS", "Summaries", "summary_view"]
+__all__ = ["DEFAULT_LEASE_MS", "Summaries", "may_hold_entries", "summary_view"]
 
 log = logging.getLogger("session_store_mongo")
 
 DEFAULT_LEASE_MS = 120_000
-"""How long a summary waits behind a reservation whose writer never reported before it takes
-that writer as dead (crashed between reserving and reporting) and folds past it."""
+"""How long a sequence number may stay undecided (reserved, no document, not settled by its
+writer) before it is taken as abandoned (its writer crashed or lost contact) and fenced."""
 _ATTEMPTS = 16
-"""Compare-and-set attempts before a writer leaves the summary to the next read or write."""
+"""Compare-and-set attempts before a writer leaves the rest to the next read or write."""
+
+
+def may_hold_entries(doc: Mapping[str, Any]) -> bool:
+    """Whether a transcript is listed: entries counted, or reservations not settled yet.
+
+    A reservation past ``settled`` may hold entries that are stored but not counted yet (a
+    writer in flight, or one that died before settling); the transcript is listed rather than
+    hidden while they load. A deleted transcript (``count`` 0, all settled) is not.
+    """
+    return int(doc.get("count", 0)) > 0 or int(doc.get("settled", 0)) < int(doc.get("seq", 0))
 
 
 def summary_view(doc: Mapping[str, Any], key: SessionKey) -> SessionSummaryEntry | None:
@@ -72,7 +94,7 @@ def summary_view(doc: Mapping[str, Any], key: SessionKey) -> SessionSummaryEntry
 
 
 class Summaries:
-    """Folds, compares-and-sets and catches up the summaries of one store's transcripts."""
+    """Settles the counts and folds the summaries of one store's transcripts."""
 
     def __init__(self, collections: Collections, connection: Connection, *, lease_ms: int) -> None:
         self._collections = collections
@@ -80,125 +102,190 @@ class Summaries:
         self._connection = connection
         self._lease_ms = lease_ms
 
-    async def settle(self, key: SessionKey, block: Block, fresh: list[SessionStoreEntry]) -> bool:
-        """Report ``block`` landed and fold ``fresh`` (the entries it stored) into the summary.
+    async def settle_own(self, key: SessionKey, block: Block, stored: list[PreparedEntry]) -> None:
+        """Settle ``block`` after its insert: ``stored`` are the entries it holds.
 
         Never raises a driver error: the entries are stored, and failing the append would make
-        the SDK retry it and duplicate entries without uuid. The summary catches up on a later
-        read or write.
-
-        Returns:
-            Whether the block was reported landed; if not, the caller releases it.
+        the SDK retry it and duplicate entries without uuid. What is not settled now is settled
+        by the next append or summary read (after the lease, if this block stays undecided).
         """
-        fold = optional_fold()
-        ident = block.ident
-        landing = block.landing()
-        reported = False
+        fold = _fold_for(block.ident)
+        doc = block.session
         try:
-            if fold is not None and block.session.get("summary_seq", 0) == block.start - 1:
-                summary = fold(summary_view(block.session, key), key, fresh)
-                doc = await self._compare_and_set(ident, block.session, summary, block.end, landing)
-                if doc is not None:  # landed and folded in one write: the common case
-                    reported = True
-                    await self.catch_up(key, ident, doc, fold)
-                    return reported
-            doc = await self._sessions.find_one_and_update(
-                ident, landing, return_document=ReturnDocument.AFTER
-            )
-            reported = True
-            if fold is None or doc is None:
-                return reported
-            if fresh and doc.get("summary_seq", 0) >= block.start:
-                # Overtaken while in flight (only after a reservation was taken as abandoned):
-                # refold everything, so no entry is ever silently missing from the summary.
-                await self.catch_up(key, ident, doc, fold, refold=True)
-                return reported
-            doc = await self._fold_own(key, block, doc, fold, fresh)
-            await self.catch_up(key, ident, doc, fold)
+            for _ in range(_ATTEMPTS):
+                if int(doc.get("settled", 0)) >= block.end:
+                    break  # settled by someone who read our decided documents
+                if int(doc.get("settled", 0)) != block.start - 1:
+                    # Not next in line: make our block decidable by whoever is, then help.
+                    await self._decide_skipped(block)
+                    break
+                written = await self._compare_and_set(
+                    key, block.ident, doc, fold, upto=block.end, fresh=stored
+                )
+                if written is not None:
+                    doc = written
+                    break
+                doc = await self._sessions.find_one(block.ident) or doc
+            await self.catch_up(key, block.ident, doc, fold)
         except PyMongoError as exc:
             log.warning(
-                "append on %s: entries stored, summary deferred: %s",
+                "append on %s: entries stored, settling deferred: %s",
                 self._connection.hosts,
                 self._connection.describe(exc),
             )
-        return reported
+            await self._decide_skipped(block, quietly=True)
 
-    async def _compare_and_set(
-        self,
-        ident: dict[str, str],
-        doc: dict[str, Any],
-        summary: SessionSummaryEntry,
-        upto: int,
-        extra: dict[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
-        """Write ``summary`` as folded through ``upto`` if nobody wrote one since ``doc``."""
-        update: dict[str, Any] = {key: dict(value) for key, value in (extra or {}).items()}
-        stored, escaped = encode_entry(summary["data"], "summary")
-        update.setdefault("$set", {}).update(
-            {"summary": stored, "summary_escaped": escaped, "summary_seq": upto}
-        )
-        update.setdefault("$inc", {})["summary_version"] = 1
-        update["$currentDate"] = {"summary_at": True}
-        filter_ = {**ident, "summary_version": doc.get("summary_version", 0)}
-        if "summary_version" not in doc:
-            filter_["summary_version"] = {"$exists": False}
-        result: dict[str, Any] | None = await self._sessions.find_one_and_update(
-            filter_, update, return_document=ReturnDocument.AFTER
-        )
-        return result
+    async def settle_decided(self, key: SessionKey, ident: dict[str, str]) -> None:
+        """Settle whatever is decided now (after a fenced block), from the latest document."""
+        doc = await self._sessions.find_one(ident)
+        if doc is not None:
+            await self.catch_up(key, ident, doc, _fold_for(ident))
 
-    async def _fold_own(
-        self,
-        key: SessionKey,
-        block: Block,
-        doc: dict[str, Any],
-        fold: Fold,
-        fresh: list[SessionStoreEntry],
-    ) -> dict[str, Any]:
-        """Fold this writer's block while it is next in line; return the latest session doc."""
-        for _ in range(_ATTEMPTS):
-            if doc.get("summary_seq", 0) != block.start - 1:
-                return doc
-            summary = fold(summary_view(doc, key), key, fresh)
-            written = await self._compare_and_set(block.ident, doc, summary, block.end)
-            if written is not None:
-                return written
-            doc = await self._sessions.find_one(block.ident) or doc
-        return doc
+    async def _decide_skipped(self, block: Block, *, quietly: bool = False) -> None:
+        """Put a hole on each number of ``block`` whose entry was skipped as a duplicate."""
+        if not block.skipped:
+            return
+        holes = [hole(block.ident, block.start + p.index) for p in block.skipped]
+        try:
+            await self._collections.entries.insert_many(holes, ordered=False)
+        except BulkWriteError:
+            pass  # a number already decided (fenced after the lease) needs no hole
+        except PyMongoError:
+            if not quietly:
+                raise
 
     async def catch_up(
-        self,
-        key: SessionKey,
-        ident: dict[str, str],
-        doc: dict[str, Any],
-        fold: Fold,
-        *,
-        refold: bool = False,
+        self, key: SessionKey, ident: dict[str, str], doc: dict[str, Any], fold: Fold | None
     ) -> dict[str, Any]:
-        """Fold stored entries the summary lacks, once no reservation is in flight.
+        """Settle the decided numbers past ``settled``, and fold what the summary lacks.
 
-        With ``refold``, rebuild from the first entry instead of from ``summary_seq``.
+        ``fold`` is ``None`` for subagent transcripts and where the SDK is missing: only counts
+        are settled then. Numbers undecided for a whole lease are fenced first.
 
         Returns:
             The latest session document this step saw or wrote.
         """
         for _ in range(_ATTEMPTS):
-            reserved, landed = int(doc.get("seq", 0)), int(doc.get("landed", 0))
-            folded_upto = 0 if refold else int(doc.get("summary_seq", 0))
-            # A summary stuck behind a reservation for a whole lease: its writer died.
-            last_progress = doc.get("summary_at", doc.get("created"))
-            abandoned = epoch_ms(last_progress) < time.time() * 1000 - self._lease_ms
-            if folded_upto >= reserved or not (refold or landed >= reserved or abandoned):
+            settled, reserved = int(doc.get("settled", 0)), int(doc.get("seq", 0))
+            folded = int(doc.get("summary_seq", 0))
+            behind = fold is not None and folded < settled
+            if settled >= reserved and not behind:
                 return doc
-            previous = None if refold else summary_view(doc, key)
-            pending = await read_entries(self._collections, ident, after=folded_upto, upto=reserved)
-            summary = fold(previous, key, pending)
-            repair = {"$max": {"landed": reserved}} if abandoned else None
-            written = await self._compare_and_set(ident, doc, summary, reserved, repair)
+            start = min(folded, settled) if fold is not None else settled
+            slots = await read_slots(self._collections, ident, after=start, upto=reserved)
+            decided = _decided_upto(slots, settled, reserved)
+            if decided < reserved and self._abandoned(doc):
+                await self._fence(ident, slots, settled, reserved)
+                slots = await read_slots(self._collections, ident, after=start, upto=reserved)
+                decided = _decided_upto(slots, settled, reserved)
+            if decided == settled and not behind:
+                return doc  # the next number's writer is still in flight: it settles itself
+            fresh = [s for s in slots if settled < s.seq <= decided]
+            pending = [s.entry for s in slots if folded < s.seq <= decided and s.entry is not None]
+            written = await self._compare_and_set(
+                key, ident, doc, fold, upto=decided, fresh=fresh, pending=pending
+            )
             if written is not None:
-                return written
+                doc = written
+                continue
             latest = await self._sessions.find_one(ident)
             if latest is None:  # deleted meanwhile
                 return doc
             doc = latest
         return doc
+
+    async def settle_as_deleted(self, scope: Mapping[str, str]) -> None:
+        """Before a delete: fence and settle every number reserved in ``scope`` but not settled.
+
+        ``scope`` is a transcript's key fields, or a session's (all its transcripts).
+        """
+        cursor = self._sessions.find(scope, {"subpath": 1, "seq": 1, "settled": 1})
+        async for doc in cursor:
+            settled, reserved = int(doc.get("settled", 0)), int(doc.get("seq", 0))
+            if settled >= reserved:
+                continue
+            ident = {**scope, "subpath": doc["subpath"]}
+            await self._fence(ident, [], settled, reserved)
+            await self._sessions.update_one(
+                ident, {"$max": {"settled": reserved}, "$unset": {"pending_since": ""}}
+            )
+
+    def _abandoned(self, doc: Mapping[str, Any]) -> bool:
+        """Whether the oldest unsettled reservation has waited a whole lease."""
+        since = doc.get("pending_since") or doc.get("settled_at") or doc.get("created")
+        return epoch_ms(since) < time.time() * 1000 - self._lease_ms
+
+    async def _fence(
+        self, ident: dict[str, str], slots: Sequence[Slot], settled: int, reserved: int
+    ) -> None:
+        """Put a hole on every undecided number in ``(settled, reserved]``."""
+        present = {slot.seq for slot in slots}
+        holes = [hole(ident, seq) for seq in range(settled + 1, reserved + 1) if seq not in present]
+        if holes:
+            # A number where an insert landed first is decided as well.
+            with contextlib.suppress(BulkWriteError):
+                await self._collections.entries.insert_many(holes, ordered=False)
+
+    async def _compare_and_set(
+        self,
+        key: SessionKey,
+        ident: dict[str, str],
+        doc: dict[str, Any],
+        fold: Fold | None,
+        *,
+        upto: int,
+        fresh: Sequence[PreparedEntry | Slot],
+        pending: list[Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Settle through ``upto`` if nobody settled since ``doc``; fold if the summary can.
+
+        ``fresh`` are the entries (or slots) of ``(settled, upto]``: they are counted.
+        ``pending`` are the entries the summary lacks through ``upto``; by default ``fresh``,
+        folded only when the summary is caught up to ``settled``.
+
+        Returns:
+            The document written, or ``None`` if another writer settled or folded first.
+        """
+        settled = int(doc.get("settled", 0))
+        entries = [item.entry for item in fresh if item.entry is not None]
+        update: dict[str, Any] = {
+            "$set": {"settled": upto},
+            "$inc": {"count": len(entries), "bytes": sum(item.size for item in fresh)},
+            "$currentDate": {"settled_at": True},
+        }
+        if upto >= int(doc.get("seq", 0)):
+            update["$unset"] = {"pending_since": ""}
+        elif upto > settled:
+            update["$set"]["pending_since"] = datetime.now(timezone.utc)
+        filter_: dict[str, Any] = {**ident, "settled": settled}
+        if settled == 0:
+            filter_["settled"] = {"$in": [0, None]}
+        if pending is None and int(doc.get("summary_seq", 0)) == settled:
+            pending = entries
+        if fold is not None and pending is not None:
+            summary = fold(summary_view(doc, key), key, pending)
+            stored, escaped = encode_entry(summary["data"], "summary")
+            update["$set"].update(
+                {"summary": stored, "summary_escaped": escaped, "summary_seq": upto}
+            )
+            update["$inc"]["summary_version"] = 1
+            update["$currentDate"]["summary_at"] = True
+            filter_["summary_version"] = doc.get("summary_version", {"$exists": False})
+        result: dict[str, Any] | None = await self._sessions.find_one_and_update(
+            filter_, update, return_document=ReturnDocument.AFTER
+        )
+        return result
+
+
+def _fold_for(ident: Mapping[str, str]) -> Fold | None:
+    """The SDK's fold for a main transcript where it is installed; subagents have no summary."""
+    return optional_fold() if ident["subpath"] == MAIN_SUBPATH else None
+
+
+def _decided_upto(slots: Sequence[Slot], settled: int, reserved: int) -> int:
+    """The highest number through which everything past ``settled`` holds a document."""
+    present = {slot.seq for slot in slots}
+    decided = settled
+    while decided < reserved and decided + 1 in present:
+        decided += 1
+    return decided
