@@ -285,6 +285,8 @@ class ClientFacts:
     """The ``(database, collection_prefix)`` pairs whose collections passed the ownership check."""
     max_bson: int | None = None
     """The server's document size limit, once asked."""
+    change_streams: bool = True
+    """False once a follower found the deployment has no change streams (it polls)."""
 
 
 _FACTS: dict[int, ClientFacts] = {}

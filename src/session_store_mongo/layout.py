@@ -21,7 +21,8 @@ so that no common application's ``sessions`` is ours; ``""`` gives version 0.1's
 - ``{prefix}sessions``: one document per transcript: ``seq`` (the last number reserved),
   ``settled`` (every number up to it decided and counted), ``count`` and ``bytes`` (the entries
   up to ``settled``), ``pending_since`` (the oldest reservation not settled), ``settled_at``,
-  ``reserved_by``, ``mtime``, ``created``, and for main transcripts ``summary``,
+  ``reserved_by``, ``mtime``, ``created``, ``deletions`` (how often ``delete`` emptied it:
+  followers end on a change), and for main transcripts ``summary``,
   ``summary_seq``, ``summary_version`` and ``summary_at``. Unique index ``session_key`` on
   (key); index ``session_mtime`` on ``mtime`` for retention.
 - ``{prefix}entry_chunks``: parts of entries larger than one BSON document. Unique index

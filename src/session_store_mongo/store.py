@@ -17,8 +17,9 @@ Usage::
 This module is the public API; each concept lives in a module named after it: ``layout``
 (collections, indexes, key fields), ``client`` (the driver client, error translation),
 ``codec`` (entries to BSON and chunks), ``append`` (reserve, insert, settle), ``summary``
-(folding and catching up summaries), ``reader`` (streaming a transcript in order) and
-``ownership`` (writing only into collections that hold nothing but the store's own data).
+(folding and catching up summaries), ``reader`` (streaming a transcript in order),
+``follow`` (a transcript live, as other processes append) and ``ownership`` (writing only
+into collections that hold nothing but the store's own data).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from session_store_protocol.validation import (
 from .append import Appender
 from .client import DEFAULT_CLIENT_OPTIONS, Connection, client_facts
 from .codec import epoch_ms
+from .follow import Follower, Position
 from .layout import DEFAULT_COLLECTION_PREFIX, Collections, key_fields
 from .ownership import check_owned
 from .reader import StoredEntry, iter_stored, read_entries
@@ -353,6 +355,61 @@ class MongoSessionStore:
                 async for item in items:
                     yield item
 
+    # -- follow ----------------------------------------------------------------------------
+
+    def follow(
+        self,
+        key: SessionKey,
+        *,
+        after: Position = None,
+        include_subkeys: bool = False,
+        poll_interval: float = 0.5,
+        change_streams: bool = True,
+        reconnect_timeout: float = 60.0,
+    ) -> Follower:
+        """Follow a transcript: what is stored after ``after``, then every entry appended.
+
+        Each entry comes once, in ``seq`` order within its transcript, whichever process
+        appends it; iterate with ``async for`` (``async with`` closes the change stream). The
+        iteration ends only when the session is deleted (``follower.deleted`` then says so).
+        Change streams need a replica set or a sharded cluster; elsewhere the follower polls.
+
+        Args:
+            key: The transcript; a main key with ``include_subkeys`` takes its subagents too.
+            after: ``None`` (from the start), a ``seq``, ``"end"`` (only what comes next), or
+                a mapping of subpath (``None`` for main) to ``seq``, as ``follower.position``.
+            include_subkeys: Follow the session's subagent transcripts as well.
+            poll_interval: Seconds between reads when polling; with change streams, the
+                longest a follower waits before it looks at a held-back gap again.
+            change_streams: ``False`` polls even where change streams exist.
+            reconnect_timeout: Seconds without reaching the server before giving up.
+
+        Raises:
+            InvalidKeyError: Malformed key, or ``include_subkeys`` with a subpath.
+            InvalidStoreOptionsError: A bad ``after`` or interval.
+            StoreUnavailableError: (while iterating) The server stayed out of reach.
+            StoreClosedError: The store is closed.
+        """
+        clean = validate_key(key)
+
+        def check_open() -> None:
+            with self._operation("follow"):
+                pass
+
+        check_open()
+        return Follower(
+            self._collections,
+            self._connection,
+            key_fields(clean),
+            after=after,
+            include_subkeys=include_subkeys,
+            poll_interval=poll_interval,
+            change_streams=change_streams,
+            lease_ms=self._summary_lease_ms,
+            reconnect_timeout=reconnect_timeout,
+            check_open=check_open,
+        )
+
     # -- listing ---------------------------------------------------------------------------
 
     async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
@@ -484,11 +541,13 @@ class MongoSessionStore:
             # still on its way fails instead of landing, uncounted, in the deleted transcript.
             await self._wired.summaries.settle_as_deleted(scope)
             # Keep each transcript's document as an empty tombstone: its sequence counter must
-            # never restart below entries a racing writer may still be inserting.
+            # never restart below entries a racing writer may still be inserting. Counting
+            # deletions tells followers the session they follow was deleted.
             await self._collections.sessions.update_many(
                 scope,
                 {
                     "$set": {"count": 0, "bytes": 0},
+                    "$inc": {"deletions": 1},
                     "$unset": {"summary": "", "summary_escaped": ""},
                     "$currentDate": {"mtime": True},
                 },

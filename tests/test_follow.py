@@ -1,0 +1,529 @@
+"""Live follow: the stored part, then every entry any process appends, exactly once, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from devtools.secantus import SecantusServer
+from mongomock_motor import AsyncMongoMockClient
+from pymongo import AsyncMongoClient
+from pymongo.monitoring import CommandListener, CommandStartedEvent
+
+from session_store_mongo import MongoSessionStore, StoredEntry
+from session_store_mongo.append import Block
+from session_store_mongo.codec import prepare_entry
+from session_store_mongo.follow import Follower
+from session_store_mongo.layout import key_fields
+from session_store_protocol import SessionKey, SessionStoreEntry
+from session_store_protocol.errors import (
+    InvalidKeyError,
+    InvalidStoreOptionsError,
+    StoreClosedError,
+    StoreUnavailableError,
+)
+from tests.servers import append_like_sdk, fail_command, running_server, transcript_batch
+from tests.support import REPO_ROOT, unique_name
+from tests.writer_process import PROJECT
+
+KEY: SessionKey = {"project_key": PROJECT, "session_id": "s"}
+SUB: SessionKey = {**KEY, "subpath": "subagents/agent-1"}
+
+
+def _entries(count: int, prefix: str = "e") -> list[SessionStoreEntry]:
+    return [{"type": "user", "uuid": f"{prefix}{n}"} for n in range(count)]
+
+
+async def take(follower: Follower, count: int, timeout: float = 15) -> list[StoredEntry]:
+    """The next ``count`` items, or fail after ``timeout`` seconds showing what came."""
+    items: list[StoredEntry] = []
+
+    async def run() -> None:
+        async for item in follower:
+            items.append(item)
+            if len(items) == count:
+                return
+
+    try:
+        await asyncio.wait_for(run(), timeout)
+    except asyncio.TimeoutError:
+        seen = [(i.subpath, i.seq, i.entry.get("uuid")) for i in items]
+        raise AssertionError(f"{len(items)} of {count} items in {timeout}s: {seen}") from None
+    return items
+
+
+async def nothing_within(follower: Follower, seconds: float) -> None:
+    """Assert the follower delivers nothing for ``seconds``."""
+    try:
+        item = await asyncio.wait_for(follower.__anext__(), seconds)
+    except asyncio.TimeoutError:
+        return
+    raise AssertionError(f"delivered {item} although it had to hold back")
+
+
+async def _reserve(store: MongoSessionStore, entries: list[SessionStoreEntry]) -> Block:
+    """Reserve seq numbers for ``entries`` as an append does, without inserting them yet."""
+    prepared = [prepare_entry(n, entry, 16 * 1024 * 1024, None) for n, entry in enumerate(entries)]
+    return await Block.reserve(store._collections, store._connection, key_fields(KEY), prepared)
+
+
+async def _drain(follower: Follower) -> list[StoredEntry]:
+    return [item async for item in follower]
+
+
+def uuids(items: list[StoredEntry]) -> list[str]:
+    return [str(item.entry["uuid"]) for item in items]
+
+
+@pytest.fixture
+async def writer(live_store: MongoSessionStore, mongo_url: str) -> AsyncIterator[MongoSessionStore]:
+    """Another store (another client) on the live store's database: the appending side."""
+    async with MongoSessionStore(url=mongo_url, database=live_store.database) as store:
+        yield store
+
+
+# -- exactly once, in order -------------------------------------------------------------------
+
+
+@pytest.mark.live
+async def test_follows_a_writer_in_another_process_exactly_once_in_order(
+    live_store: MongoSessionStore, mongo_url: str
+) -> None:
+    """A writer in another OS process: the follower gets exactly its entries, in order."""
+    await live_store.append(KEY, transcript_batch("s", 0, 3))  # part of it stored before
+    args = ["--batches", "30", "--batch-size", "3", "--pause", "0.01"]
+    process = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "tests.writer_process", mongo_url, live_store.database, "s"],
+        *args,
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with live_store.follow(KEY) as follower:
+            items = await take(follower, 90, timeout=60)
+    finally:
+        out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0
+    assert b"appended 90" in out
+    expected = transcript_batch("s", 0, 90)
+    assert [item.entry for item in items] == expected
+    assert [item.seq for item in items] == sorted({item.seq for item in items})
+    assert {item.subpath for item in items} == {None}
+    # The first batch was stored twice (before, and by the process): its retry is a gap.
+    assert await live_store.load(KEY) == expected
+
+
+@pytest.mark.live
+async def test_eight_concurrent_writers_arrive_exactly_as_load_returns_them(
+    live_store: MongoSessionStore, mongo_url: str
+) -> None:
+    """Eight writers at once commit blocks out of order; the follower still matches ``load``."""
+    writers = [MongoSessionStore(url=mongo_url, database=live_store.database) for _ in range(8)]
+
+    async def write(number: int, store: MongoSessionStore) -> None:
+        for batch in range(10):
+            await store.append(KEY, _entries(1 + batch % 3, f"w{number}-{batch}-"))
+
+    async with live_store.follow(KEY) as follower:
+        await asyncio.gather(*(write(n, s) for n, s in enumerate(writers)))
+        total = 8 * sum(1 + batch % 3 for batch in range(10))
+        items = await take(follower, total)
+    for store in writers:
+        await store.close()
+    assert [item.entry for item in items] == await live_store.load(KEY)
+    assert len({item.seq for item in items}) == total
+
+
+@pytest.mark.live
+async def test_follow_starts_after_a_position_or_at_the_end(
+    live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """``after=seq`` resumes after that entry; ``after="end"`` gets only what comes next."""
+    await writer.append(KEY, _entries(10))
+    async with (
+        live_store.follow(KEY, after=4) as resumed,
+        live_store.follow(KEY, after="end") as at_end,
+    ):
+        assert uuids(await take(resumed, 6)) == [f"e{n}" for n in range(4, 10)]
+        await nothing_within(at_end, 0.3)
+        await writer.append(KEY, _entries(2, "new"))
+        assert uuids(await take(resumed, 2)) == ["new0", "new1"]
+        ended = await take(at_end, 2)
+        assert uuids(ended) == ["new0", "new1"]
+        assert at_end.position == {None: ended[-1].seq}
+
+
+@pytest.mark.live
+async def test_a_follower_resumes_from_its_position_without_repeating(
+    live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """``after=follower.position`` continues with the next entry, subagents included."""
+    await writer.append(KEY, _entries(3))
+    await writer.append(SUB, _entries(2, "sub"))
+    async with live_store.follow(KEY, include_subkeys=True) as first:
+        items = await take(first, 5)
+        position = first.position
+    assert {(i.subpath, str(i.entry["uuid"])) for i in items} == {
+        (None, "e0"), (None, "e1"), (None, "e2"),
+        ("subagents/agent-1", "sub0"), ("subagents/agent-1", "sub1"),
+    }  # fmt: skip
+    await writer.append(SUB, _entries(1, "late"))
+    await writer.append(KEY, _entries(1, "later"))
+    async with live_store.follow(KEY, after=position, include_subkeys=True) as second:
+        rest = await take(second, 2)
+    assert sorted(uuids(rest)) == ["late0", "later0"]
+
+
+@pytest.mark.live
+async def test_an_in_flight_block_holds_back_later_entries_until_it_lands(
+    live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """A block reserved first but inserted last is delivered before the entries after it."""
+    await writer.append(KEY, _entries(1, "first"))
+    slow = [
+        prepare_entry(n, entry, 16 * 1024 * 1024, None)
+        for n, entry in enumerate(_entries(2, "slow"))
+    ]
+    block = await Block.reserve(writer._collections, writer._connection, key_fields(KEY), slow)
+    async with live_store.follow(KEY) as follower:
+        assert uuids(await take(follower, 1)) == ["first0"]
+        await writer.append(KEY, _entries(2, "fast"))
+        await nothing_within(follower, 0.5)
+        await block.insert()
+        assert uuids(await take(follower, 4)) == ["slow0", "slow1", "fast0", "fast1"]
+
+
+@pytest.mark.live
+async def test_a_skipped_duplicate_is_passed_without_waiting_for_the_lease(
+    live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """A retried batch leaves a gap the accounting decides at once (no lease to wait for)."""
+    async with live_store.follow(KEY) as follower:
+        await writer.append(KEY, _entries(2))
+        await writer.append(KEY, _entries(2))  # the SDK's retry: both skipped, a gap
+        await writer.append(KEY, _entries(1, "next"))
+        started = time.monotonic()
+        assert uuids(await take(follower, 3)) == ["e0", "e1", "next0"]
+    assert time.monotonic() - started < 5  # the lease is 120 s
+
+
+@pytest.mark.live
+async def test_a_reservation_abandoned_by_a_crashed_writer_is_passed_after_the_lease(
+    mongo_url: str, live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """A writer that reserved and died holds the follower back for the lease, then not."""
+    await _reserve(writer, _entries(1, "never"))  # and then the writer died
+    await writer.append(KEY, _entries(1, "after"))
+    async with (
+        MongoSessionStore(
+            url=mongo_url, database=live_store.database, summary_lease_ms=600
+        ) as reader,
+        reader.follow(KEY) as follower,
+    ):
+        await nothing_within(follower, 0.3)
+        [item] = await take(follower, 1, timeout=5)
+    assert (item.seq, item.entry["uuid"]) == (2, "after0")
+
+
+@pytest.mark.live
+async def test_chunked_and_escaped_entries_arrive_as_load_returns_them(
+    live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """An entry above 16 MB (chunked) with keys MongoDB cannot hold, live and stored alike."""
+    big = {
+        "type": "tool_result",
+        "uuid": "big",
+        "content": "x" * (17 * 1024 * 1024) + " split \ud83d",
+        "key \udc00.$": ["\ud83d\ude00", {"%str": "%ud83d"}, 2**70],
+    }
+    odd = {"type": "user", "uuid": "odd", "$set": {"a.b": 1}, "n": -(2**80)}
+    async with live_store.follow(KEY) as live:
+        await writer.append(KEY, [odd, big])
+        assert [item.entry for item in await take(live, 2, timeout=60)] == [odd, big]
+    async with live_store.follow(KEY) as stored:
+        assert [item.entry for item in await take(stored, 2, timeout=60)] == [odd, big]
+
+
+# -- the end, faults, restarts ------------------------------------------------------------------
+
+
+@pytest.mark.live
+async def test_deleting_the_session_ends_the_follow_and_says_so(
+    live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """Deleting the session ends the iteration cleanly, with ``follower.deleted`` set."""
+    await writer.append(KEY, _entries(2))
+    async with live_store.follow(KEY, include_subkeys=True) as follower:
+        await take(follower, 2)
+        assert not follower.deleted
+        await writer.delete(KEY)
+        rest = await asyncio.wait_for(_drain(follower), 10)  # the iteration ends by itself
+    assert rest == []
+    assert follower.deleted
+
+
+@pytest.mark.live
+async def test_pruning_the_session_ends_the_follow(
+    live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """Retention removes the session's documents: a follower of it ends too."""
+    await writer.append(SUB, _entries(1))
+    async with live_store.follow(SUB) as follower:
+        await take(follower, 1)
+        assert await writer.prune_inactive(0) == [{"project_key": PROJECT, "session_id": "s"}]
+        assert await asyncio.wait_for(_drain(follower), 10) == []
+    assert follower.deleted
+
+
+@pytest.mark.live
+async def test_a_follower_started_before_the_session_exists_sees_it_and_its_deletion(
+    live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """Following a key nobody wrote yet waits for it, then follows it to its deletion."""
+    async with live_store.follow(KEY) as follower:
+        await nothing_within(follower, 0.2)
+        await writer.append(KEY, _entries(2))
+        assert uuids(await take(follower, 2)) == ["e0", "e1"]
+        await writer.delete(KEY)
+        assert await asyncio.wait_for(_drain(follower), 10) == []
+    assert follower.deleted
+
+
+@pytest.fixture
+def durable_server(secantusd: Path, tmp_path: Path) -> Any:
+    """A SecantusDB on an on-disk storage path that fsyncs every commit."""
+    with running_server(
+        secantusd, "--sync-on-commit", storage_path=str(tmp_path / "data")
+    ) as server:
+        yield server
+
+
+@pytest.mark.live
+async def test_a_server_restart_mid_follow_loses_and_repeats_nothing(
+    durable_server: SecantusServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Killed and restarted on its data mid-follow: the follower matches ``load`` exactly."""
+    options = {"serverSelectionTimeoutMS": 1000, "connectTimeoutMS": 1000}
+    store = MongoSessionStore(url=durable_server.url, database="follow", client_options=options)
+    reader = MongoSessionStore(
+        url=durable_server.url, database="follow", client_options=options, summary_lease_ms=3000
+    )
+    batches = [transcript_batch("s", n * 3, 3) for n in range(20)]
+
+    async def write() -> None:
+        for number, batch in enumerate(batches):
+            await append_like_sdk(store, KEY, batch, attempts=20)
+            if number == 8:
+                await asyncio.to_thread(durable_server.kill)
+                await asyncio.sleep(1.5)
+                await asyncio.to_thread(durable_server.start)
+
+    with caplog.at_level(logging.INFO, logger="session_store_mongo"):
+        async with reader.follow(KEY, poll_interval=0.2) as follower:
+            items, _ = await asyncio.gather(take(follower, 60, timeout=60), write())
+            await nothing_within(follower, 0.3)
+    assert any("trying again" in r.getMessage() for r in caplog.records), "no outage seen"
+    loaded = await store.load(KEY)
+    assert [item.entry for item in items] == loaded
+    assert [entry["uuid"] for entry in loaded] == [e["uuid"] for b in batches for e in b]
+    await store.close()
+    await reader.close()
+
+
+@pytest.mark.live
+async def test_a_lost_resume_token_falls_back_to_reading_from_the_position(
+    secantusd: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server no longer knows the stream's place: reopen from now, re-read what was missed."""
+    with running_server(secantusd, "--enable-test-commands") as server:
+        admin: AsyncMongoClient[Any] = AsyncMongoClient(server.url)
+        commands = _Commands()
+        store = MongoSessionStore(
+            url=server.url, database="lost", client_options={"event_listeners": [commands]}
+        )
+        await store.append(KEY, _entries(1))
+        with caplog.at_level(logging.INFO, logger="session_store_mongo"):
+            async with store.follow(KEY, poll_interval=0.1) as follower:
+                assert uuids(await take(follower, 1)) == ["e0"]
+                await store.append(KEY, _entries(1, "live"))  # the stream has a place now
+                assert uuids(await take(follower, 1)) == ["live0"]
+                # ChangeStreamHistoryLost on the stream and on the next two attempts to resume.
+                await fail_command(admin, ["getMore", "aggregate"], times=3, errorCode=286)
+                await store.append(KEY, _entries(3, "missed"))
+                assert uuids(await take(follower, 3)) == ["missed0", "missed1", "missed2"]
+                await store.append(KEY, _entries(1, "after"))
+                assert uuids(await take(follower, 1)) == ["after0"]
+        assert any("trying again" in r.getMessage() for r in caplog.records)
+        opened = commands.change_streams_opened()
+        assert any("resumeAfter" in stage for stage in opened)  # it tried to resume first
+        assert "resumeAfter" not in opened[-1]  # then started from now
+        await store.close()
+        await admin.close()
+
+
+@pytest.mark.live
+async def test_a_server_gone_for_good_ends_in_a_typed_error(secantusd: Path) -> None:
+    """Past ``reconnect_timeout`` without a server, iterating raises StoreUnavailableError."""
+    with running_server(secantusd) as server:
+        store = MongoSessionStore(
+            url=server.url, database="gone", client_options={"serverSelectionTimeoutMS": 300}
+        )
+        await store.append(KEY, _entries(1))
+        follower = store.follow(KEY, reconnect_timeout=1)
+        await take(follower, 1)
+        server.stop(10)
+        with pytest.raises(StoreUnavailableError, match=r"follow on 127\.0\.0\.1"):
+            await asyncio.wait_for(follower.__anext__(), 20)
+        await follower.aclose()
+        await store.close()
+
+
+@pytest.mark.live
+async def test_closing_the_store_ends_a_follow_with_store_closed(
+    live_store: MongoSessionStore, writer: MongoSessionStore, mongo_url: str
+) -> None:
+    """A follower of a store closed meanwhile raises StoreClosedError, not a driver error."""
+    store = MongoSessionStore(url=mongo_url, database=live_store.database)
+    await writer.append(KEY, _entries(1))
+    follower = store.follow(KEY)
+    await take(follower, 1)
+    await store.close()
+    with pytest.raises(StoreClosedError):
+        await asyncio.wait_for(follower.__anext__(), 10)
+    with pytest.raises(StoreClosedError):
+        store.follow(KEY)
+
+
+@pytest.mark.live
+async def test_a_slow_consumer_makes_the_follower_read_nothing_ahead(
+    mongo_url: str, live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """The stored part comes one cursor batch at a time, as the consumer asks for it."""
+    await writer.append(KEY, _entries(500))
+    commands = _Commands()
+    options = {"event_listeners": [commands]}
+    async with (
+        MongoSessionStore(url=mongo_url, database=live_store.database, client_options=options) as r,
+        r.follow(KEY) as follower,
+    ):
+        first = await take(follower, 1)
+        assert commands.entry_reads() == ["find"]  # the first batch, nothing more for now
+        items = first + await take(follower, 499)
+    assert uuids(items) == [f"e{n}" for n in range(500)]
+    assert commands.entry_reads().count("getMore") >= 1
+
+
+class _Commands(CommandListener):
+    """Records every command a client starts."""
+
+    def __init__(self) -> None:
+        self.commands: list[dict[str, Any]] = []
+
+    def started(self, event: CommandStartedEvent) -> None:
+        self.commands.append(dict(event.command))
+
+    def entry_reads(self) -> list[str]:
+        """``find`` and ``getMore`` commands on the entries collection, in order."""
+        return [
+            next(iter(c))
+            for c in self.commands
+            if c.get("find") == "entries" or c.get("collection") == "entries"
+        ]
+
+    def change_streams_opened(self) -> list[dict[str, Any]]:
+        return [c["pipeline"][0]["$changeStream"] for c in self.commands if "aggregate" in c]
+
+    def succeeded(self, event: Any) -> None:
+        """Nothing to record."""
+
+    def failed(self, event: Any) -> None:
+        """Nothing to record."""
+
+
+@pytest.mark.live
+async def test_motor_client_follows_through_change_streams(
+    mongo_url: str, live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """An injected Motor client follows too (its stream opens lazily; the follower opens it)."""
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    client: Any = AsyncIOMotorClient(mongo_url)
+    store = MongoSessionStore(client=client, database=live_store.database)
+    await writer.append(KEY, _entries(1))
+    async with store.follow(KEY) as follower:
+        await take(follower, 1)
+        await writer.append(KEY, _entries(2, "live"))
+        assert uuids(await take(follower, 2)) == ["live0", "live1"]
+    client.close()
+
+
+# -- polling where there are no change streams -------------------------------------------------
+
+
+async def test_mongomock_polls_and_logs_that_it_does_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without change streams the follower polls by position, and says so once per client."""
+    client: Any = AsyncMongoMockClient()
+    store = MongoSessionStore(client=client, database=unique_name("mock"))
+    await store.append(KEY, _entries(2))
+    with caplog.at_level(logging.WARNING, logger="session_store_mongo"):
+        async with store.follow(KEY, poll_interval=0.02) as follower:
+            assert uuids(await take(follower, 2)) == ["e0", "e1"]
+            await store.append(KEY, _entries(1, "live"))
+            await store.append(SUB, _entries(1, "sub"))  # another transcript: not followed
+            assert uuids(await take(follower, 1)) == ["live0"]
+        async with store.follow(KEY, after="end", poll_interval=0.02) as again:
+            await store.append(KEY, _entries(1, "more"))
+            assert uuids(await take(again, 1)) == ["more0"]
+            await store.delete(KEY)
+            assert await asyncio.wait_for(_drain(again), 10) == []
+            assert again.deleted
+    polling = [r for r in caplog.records if "no change streams" in r.getMessage()]
+    assert len(polling) == 1
+    assert "polling every 0.02s" in polling[0].getMessage()
+
+
+@pytest.mark.live
+async def test_polling_on_a_live_server_matches_load(
+    live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """``change_streams=False`` polls a live server and still gets every entry once, in order."""
+    await writer.append(KEY, _entries(3))
+    async with live_store.follow(KEY, change_streams=False, poll_interval=0.05) as follower:
+        await asyncio.gather(
+            *(writer.append(KEY, _entries(2, f"w{n}-")) for n in range(4)),
+            writer.append(SUB, _entries(1, "sub")),
+        )
+        items = await take(follower, 11)
+    assert [item.entry for item in items] == await live_store.load(KEY)
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "after", [-1, "start", 1.5, True, {"": 1}, {None: -2}, {"subagents/a": "3"}]
+)
+def test_a_bad_position_is_refused_with_a_typed_error(after: Any) -> None:
+    """A position that is not None, "end", a seq or a mapping of them is refused at once."""
+    store = MongoSessionStore(client=AsyncMongoMockClient(), database=unique_name("mock"))
+    with pytest.raises(InvalidKeyError, match="after must be"):
+        store.follow(KEY, after=after)
+
+
+def test_include_subkeys_needs_a_main_key_and_keys_are_validated() -> None:
+    """Subkeys of a subkey make no sense; a malformed key is refused before anything runs."""
+    store = MongoSessionStore(client=AsyncMongoMockClient(), database=unique_name("mock"))
+    with pytest.raises(InvalidKeyError, match="include_subkeys"):
+        store.follow(SUB, include_subkeys=True)
+    with pytest.raises(InvalidKeyError):
+        store.follow({"project_key": "p", "session_id": {"$ne": ""}})
+    with pytest.raises(InvalidStoreOptionsError, match="poll_interval"):
+        store.follow(KEY, poll_interval=0)
