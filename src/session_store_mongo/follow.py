@@ -73,6 +73,8 @@ is appended from now on), or ``None`` (from the first entry)."""
 
 _FIRST_RECHECK = 0.05
 """Seconds before a follower held back at a gap looks at the accounting again (then doubling)."""
+_MAX_STREAM_WAIT = 1.0
+"""Longest a change stream's getMore waits on the server for a change, in seconds."""
 _MAX_BACKOFF = 2.0
 """Longest wait between attempts to reach a server that went away."""
 _NO_CHANGE_STREAMS = {
@@ -480,7 +482,10 @@ class Follower:
         if not callable(getattr(database, "watch", None)):  # mongomock: no change streams
             self._fall_back_to_polling()
             return
-        options: dict[str, Any] = {"max_await_time_ms": max(1, int(self._poll_interval * 1000))}
+        # A getMore waits at most this long for a change: short enough to recheck a held-back
+        # gap on time, far below the socket timeout.
+        wait_ms = int(min(self._poll_interval, _MAX_STREAM_WAIT) * 1000)
+        options: dict[str, Any] = {"max_await_time_ms": max(1, wait_ms)}
         if self._resume_token is not None:
             options["resume_after"] = self._resume_token
         try:
