@@ -20,7 +20,7 @@ from session_store_mongo import MongoSessionStore, StoredEntry
 from session_store_mongo.append import Block
 from session_store_mongo.codec import prepare_entry
 from session_store_mongo.follow import Follower
-from session_store_mongo.layout import key_fields
+from session_store_mongo.layout import DEFAULT_COLLECTION_PREFIX, key_fields
 from session_store_protocol import SessionKey, SessionStoreEntry
 from session_store_protocol.errors import (
     InvalidKeyError,
@@ -34,6 +34,7 @@ from tests.writer_process import PROJECT
 
 KEY: SessionKey = {"project_key": PROJECT, "session_id": "s"}
 SUB: SessionKey = {**KEY, "subpath": "subagents/agent-1"}
+ENTRIES = f"{DEFAULT_COLLECTION_PREFIX}entries"
 
 
 def _entries(count: int, prefix: str = "e") -> list[SessionStoreEntry]:
@@ -431,9 +432,7 @@ class _Commands(CommandListener):
     def entry_reads(self) -> list[str]:
         """``find`` and ``getMore`` commands on the entries collection, in order."""
         return [
-            next(iter(c))
-            for c in self.commands
-            if c.get("find") == "entries" or c.get("collection") == "entries"
+            next(iter(c)) for c in self.commands if ENTRIES in (c.get("find"), c.get("collection"))
         ]
 
     def change_streams_opened(self) -> list[dict[str, Any]]:
