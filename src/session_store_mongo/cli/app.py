@@ -17,6 +17,7 @@ the user is shown literally (``literal``), and passwords never appear.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,13 +35,14 @@ from rich.text import Text
 
 from session_store_protocol import StoreRegistry
 from session_store_protocol.errors import InvalidStoreOptionsError, SummariesUnavailableError
-from session_store_protocol.types import SessionListSubkeysKey
+from session_store_protocol.types import SessionKey, SessionListSubkeysKey
 
 from ..builder import validate_database_name
 from ..client import Connection
 from ..migrate import DEFAULT_BATCH as MIGRATE_BATCH
 from ..migrate import MigrationReport, migrate
 from ..predecessor import PREDECESSOR, PREDECESSOR_COLLECTION, PREDECESSOR_DATABASE
+from ..reader import StoredEntry
 from ..redact import password_of_url
 from ..store import DEFAULT_COLLECTION_PREFIX, DEFAULT_DATABASE, MongoSessionStore
 from .group import CommandGroup
@@ -312,10 +314,32 @@ def show_session(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the raw entries as JSONL.")
     ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Then print new entries as they are appended, until Ctrl-C."
+        ),
+    ] = False,
+    subagents: Annotated[
+        bool,
+        typer.Option(
+            "--subagents",
+            help="Include the subagent transcripts, each entry labelled with its agent "
+            '(with --json: {"subpath", "seq", "entry"} per line).',
+        ),
+    ] = False,
 ) -> None:
     """Print a transcript: messages, tool calls and shortened tool results."""
     settings = _settings(ctx)
     key = settings.session_key(session, subpath)
+    if subagents and subpath is not None:
+        settings.fail("--subagents shows a whole session: leave out --subpath", EXIT_USAGE)
+    if follow:
+        _follow_session(settings, key, as_json=as_json, subagents=subagents)
+        return
+    if subagents:
+        _show_session_with_subagents(settings, key, as_json=as_json)
+        return
     entries = settings.run(lambda store: store.load(key))
     if entries is None:
         where = f"{session}/{subpath}" if subpath else session
@@ -325,6 +349,65 @@ def show_session(
             typer.echo(literal_json(entry))
         return
     settings.out.print(transcript_grid(entries))
+
+
+def _print_item(settings: Settings, item: StoredEntry, *, as_json: bool, labelled: bool) -> None:
+    """Print one entry as ``show`` does; labelled with its transcript for ``--subagents``."""
+    if as_json:
+        line = {"subpath": item.subpath, "seq": item.seq, "entry": item.entry}
+        typer.echo(literal_json(line if labelled else item.entry))
+        return
+    settings.out.print(transcript_grid([item.entry], subpath=item.subpath))
+    settings.out.file.flush()  # a pipe is block-buffered: a live view must not wait
+
+
+def _show_session_with_subagents(settings: Settings, key: SessionKey, *, as_json: bool) -> None:
+    """``show --subagents``: the main transcript, then each subagent's, every entry labelled."""
+
+    async def run(store: MongoSessionStore) -> bool:
+        transcripts = [key, *await _subagent_keys(store, key)]
+        found = False
+        for transcript in transcripts:
+            async with contextlib.aclosing(store.iter_entries(transcript)) as items:
+                async for item in items:
+                    found = True
+                    _print_item(settings, item, as_json=as_json, labelled=True)
+        return found
+
+    if not settings.run(run):
+        settings.fail(f"session {key['session_id']} not found in project {key['project_key']}")
+
+
+def _follow_session(settings: Settings, key: SessionKey, *, as_json: bool, subagents: bool) -> None:
+    """``show --follow``: what is stored, then each new entry, until Ctrl-C or a delete."""
+
+    async def run(store: MongoSessionStore) -> bool:
+        if not await store.size(key) and not (subagents and await _subagent_keys(store, key)):
+            settings.err.print(
+                literal(f"nothing stored yet in {key['session_id']}: waiting (Ctrl-C to stop)"),
+                style="dim",
+            )
+        async with store.follow(key, include_subkeys=subagents) as follower:
+            async for item in follower:
+                _print_item(settings, item, as_json=as_json, labelled=subagents)
+        return follower.deleted
+
+    try:
+        deleted = settings.run(run)
+    except KeyboardInterrupt:  # Ctrl-C is how a follow ends: a clean exit
+        raise typer.Exit(0) from None
+    if deleted:
+        settings.err.print(literal(f"session {key['session_id']} was deleted"), style="dim")
+
+
+async def _subagent_keys(store: MongoSessionStore, key: SessionKey) -> list[SessionKey]:
+    """The keys of the session's subagent transcripts."""
+    project_key, session_id = key["project_key"], key["session_id"]
+    subpaths = await store.list_subkeys({"project_key": project_key, "session_id": session_id})
+    return [
+        SessionKey(project_key=project_key, session_id=session_id, subpath=subpath)
+        for subpath in subpaths
+    ]
 
 
 # -- delete and prune --------------------------------------------------------------------------

@@ -52,6 +52,7 @@ _METADATA_FIELDS = {
     "type", "uuid", "parentUuid", "timestamp", "sessionId", "cwd", "version", "gitBranch",
     "userType", "isSidechain",
 }  # fmt: skip
+_LABEL_STYLE = "bold magenta"
 _ROLE_STYLES = {"user": "bold cyan", "assistant": "bold green"}
 
 
@@ -246,7 +247,7 @@ def _content_lines(content: Any) -> Iterator[str]:
             yield f"[{kind or type(block).__name__}]"
 
 
-def _entry_row(entry: SessionStoreEntry) -> tuple[Text, Text]:
+def _entry_row(entry: SessionStoreEntry, label: str | None) -> tuple[Text, Text]:
     kind = entry.get("type", "?")
     message: Any = entry.get("message")
     if kind in ("user", "assistant") and isinstance(message, dict):
@@ -256,15 +257,21 @@ def _entry_row(entry: SessionStoreEntry) -> tuple[Text, Text]:
         role = kind
         rest = {name: value for name, value in entry.items() if name not in _METADATA_FIELDS}
         body = _shorten(json.dumps(rest, ensure_ascii=False))
-    shown_role = _shorten(role, _ROLE_CHARS)
-    return literal(shown_role, style=_ROLE_STYLES.get(role, "dim")), literal(body, multiline=True)
+    shown_role = literal(_shorten(role, _ROLE_CHARS), style=_ROLE_STYLES.get(role, "dim"))
+    if label is not None:
+        shown_role = literal(label, style=_LABEL_STYLE) + " " + shown_role
+    return shown_role, literal(body, multiline=True)
 
 
-def transcript_grid(entries: Iterable[SessionStoreEntry]) -> Table:
-    """A transcript, one row per entry: role, then text, tool calls and shortened results."""
+def transcript_grid(entries: Iterable[SessionStoreEntry], *, subpath: str | None = None) -> Table:
+    """A transcript, one row per entry: role, then text, tool calls and shortened results.
+
+    Entries of a subagent transcript (``subpath``) carry its name before the role.
+    """
+    label = subpath.rsplit("/", 1)[-1] if subpath is not None else None
     grid = Table.grid(padding=(0, 2))
     grid.add_column(no_wrap=True)
     grid.add_column()
     for entry in entries:
-        grid.add_row(*_entry_row(entry))
+        grid.add_row(*_entry_row(entry, label))
     return grid
