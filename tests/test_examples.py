@@ -156,3 +156,17 @@ def test_retention_prunes_only_the_idle_session(database: Callable[[str], str]) 
     assert "pruned 1 session(s) idle for more than 30 days: ['idle-session']" in out
     assert "sessions after: ['active-session']" in out
     assert "subagent transcripts left in the idle session: []" in out
+
+
+def test_live_follow_shows_another_process_writing_and_resumes_without_gaps(
+    database: Callable[[str], str],
+) -> None:
+    """The follower prints every frame of the writing process once, resumes, ends on delete."""
+    out = succeeded(run_example("live_follow.py", "--database", database("follow")))
+    shown = [line for line in out.splitlines() if line.startswith("[")]
+    assert [line.split("]")[0] + "]" for line in shown] == [
+        "[main #1]", "[main #2]", "[main #3]", "[main #4]", "[subagents/agent-7f3a #1]",
+    ]  # fmt: skip
+    assert "user: The login button does nothing on Safari." in shown[0]
+    assert "viewer closed at {None: 2}; reopening after it" in out
+    assert out.rstrip().endswith("follow ended: the session was deleted = True")

@@ -296,6 +296,22 @@ async def test_a_follower_started_before_the_session_exists_sees_it_and_its_dele
     assert follower.deleted
 
 
+@pytest.mark.live
+async def test_following_a_deleted_session_ends_at_once_and_a_recreated_one_is_followed(
+    live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """A session deleted before the follow starts ends it at once; appended again, it lives."""
+    await writer.append(KEY, _entries(2))
+    await writer.delete(KEY)
+    async with live_store.follow(KEY, after={None: 1}) as follower:
+        assert await asyncio.wait_for(_drain(follower), 10) == []
+    assert follower.deleted
+    await writer.append(KEY, _entries(1, "again"))
+    async with live_store.follow(KEY) as follower:
+        [item] = await take(follower, 1)
+    assert (item.seq, item.entry["uuid"]) == (3, "again0")
+
+
 @pytest.fixture
 def durable_server(secantusd: Path, tmp_path: Path) -> Any:
     """A SecantusDB on an on-disk storage path that fsyncs every commit."""

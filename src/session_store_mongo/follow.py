@@ -85,7 +85,7 @@ _NO_CHANGE_STREAMS = {
 _UNRESUMABLE = {260, 280, 286}  # InvalidResumeToken, ChangeStreamFatalError, HistoryLost
 _ACCOUNTING_FIELDS = ("landed", "deletions")
 """Fields of a ``sessions`` document whose change may end a follow or decide a gap."""
-_SESSION_FIELDS = {"_id": 1, "subpath": 1, "seq": 1, "landed": 1, "deletions": 1}
+_SESSION_FIELDS = {"_id": 1, "subpath": 1, "seq": 1, "landed": 1, "count": 1, "deletions": 1}
 
 
 def _decided_upto(doc: Mapping[str, Any] | None) -> int:
@@ -228,10 +228,11 @@ class Follower:
                 self._check_open()
                 try:
                     await self._start()
-                    if self._streaming and (self._stream is None or self._reopen):
-                        await self._open_stream()
-                    async for item in self._catch_up_due():
-                        yield item
+                    if not self.deleted:
+                        if self._streaming and (self._stream is None or self._reopen):
+                            await self._open_stream()
+                        async for item in self._catch_up_due():
+                            yield item
                     if not self.deleted:
                         async for item in self._listen():
                             yield item
@@ -267,10 +268,12 @@ class Follower:
         if watched is not None:
             self._watched_id = watched["_id"]
             self._deletions = int(watched.get("deletions", 0))
+            # Deleted, and nothing appended since: following it would wait for a new session.
+            self.deleted = self._deletions > 0 and not watched.get("count")
         self._transcript(self._ident["subpath"], watched)
         for subpath, doc in docs.items():
             self._transcript(subpath, doc)
-        if self._streaming:
+        if self._streaming and not self.deleted:
             await self._open_stream()
         self._started = True
 
