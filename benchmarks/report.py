@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks.follow_latency import FollowResult, percentile_ms
 from benchmarks.soak import SoakResult
 
 __all__ = [
@@ -118,6 +119,7 @@ class Results:
     past_limit: list[PastLimitResult] = field(default_factory=list)
     soak: SoakResult | None = None
     soak_readers: int = 0
+    follow: list[FollowResult] = field(default_factory=list)
     plan: str = ""
 
 
@@ -186,11 +188,12 @@ def targets(results: Results) -> list[Target]:
             name = f"{store}: load {results.load_size:,} / floor find"
             found.append(_ratio_target(name, load, 1.3))
     verdicts = [w.correct for w in results.writers] + [i.correct for i in results.imports]
+    verdicts += [f.correct for f in results.follow]
     if results.soak is not None:
         verdicts.append(results.soak.complete)
     found.append(
         Target(
-            "writers, import and soak: nothing lost, duplicated or reordered",
+            "writers, import, follow and soak: nothing lost, duplicated or reordered",
             f"{sum(verdicts)}/{len(verdicts)} runs correct",
             "all",
             bool(verdicts) and all(verdicts),
@@ -349,6 +352,33 @@ def _soak_section(soak: SoakResult, readers: int) -> list[str]:
     ]
 
 
+def _follow_section(results: list[FollowResult]) -> list[str]:
+    header = ["follower", "appends", "p50 ms after ack", "p99 ms after ack", "p50 ms after call"]
+    header += ["p99 ms after call", "correct"]
+    rows = [
+        [
+            result.mode,
+            result.appends,
+            f"{percentile_ms(result.after_ack, 50):.1f}",
+            f"{percentile_ms(result.after_ack, 99):.1f}",
+            f"{percentile_ms(result.after_call, 50):.1f}",
+            f"{percentile_ms(result.after_call, 99):.1f}",
+            _verdict(result.correct, result.delivered, result.appends, "lost or reordered"),
+        ]
+        for result in results
+    ]
+    return [
+        "### Follow latency (benchmarks/follow_latency.py)",
+        "",
+        "One entry per append to a main transcript, at uneven intervals; time until a follower "
+        "on another client has it, from the writer's acknowledgement and from its call. The "
+        "entry is visible once inserted, before the append's last round trip returns, so a "
+        "change stream often delivers it before the acknowledgement (negative).",
+        "",
+        *_table(header, rows),
+    ]
+
+
 def render_markdown(results: Results) -> str:
     """The whole report: tables, targets, then the machine it ran on."""
     lines = ["## Benchmark results", ""]
@@ -364,6 +394,8 @@ def render_markdown(results: Results) -> str:
         lines += _import_section(results)
     if results.past_limit:
         lines += _past_limit_section(results)
+    if results.follow:
+        lines += _follow_section(results.follow)
     if results.soak is not None:
         lines += _soak_section(results.soak, results.soak_readers)
     rows = [[t.name, t.measured, t.limit, "met" if t.met else "MISSED"] for t in targets(results)]

@@ -18,7 +18,8 @@ repetition, so a noisy machine slows them all alike and the ratios stay fair.
 
 Scenarios: append latency at growing session sizes; load time and peak memory of the longest
 session; concurrent writers (with a lost/duplicated/reordered check); import of Claude Code
-transcript files through the CLI; sessions past the 16 MB document limit; and the soak of
+transcript files through the CLI; sessions past the 16 MB document limit; follow latency
+(``benchmarks/follow_latency.py``: change streams against polling); and the soak of
 ``benchmarks/soak.py`` (many writers and readers at once).
 """
 
@@ -54,6 +55,7 @@ from benchmarks.contestants import (
     SeedContestant,
     StoreContestant,
 )
+from benchmarks.follow_latency import bench_follow
 from benchmarks.report import (
     FLOOR,
     SEED,
@@ -97,6 +99,7 @@ class Plan:
     soak_appends: int = 200
     soak_readers: int = 4
     soak_seconds: float = 60
+    follow_appends: int = 200
 
     @classmethod
     def quick(cls) -> Plan:
@@ -117,6 +120,7 @@ class Plan:
             soak_appends=5,
             soak_readers=1,
             soak_seconds=3,
+            follow_appends=10,
         )
 
     def describe(self) -> str:
@@ -127,7 +131,8 @@ class Plan:
             f"each; import {self.import_files} files x {self.import_entries}; past the limit "
             f"{self.big_entries:,} x {self.big_entry_bytes // 1024} KB in batches of "
             f"{self.big_batch}; soak {self.soak_sessions} sessions x {self.soak_appends} appends, "
-            f"{self.soak_readers} readers, at most {self.soak_seconds:g} s."
+            f"{self.soak_readers} readers, at most {self.soak_seconds:g} s; follow "
+            f"{self.follow_appends} appends per way of following."
         )
 
 
@@ -405,6 +410,8 @@ async def run_benchmarks(url: str, plan: Plan) -> Results:
         _progress("past the 16 MB limit")
         for contestant in (store, seed):
             results.past_limit.append(await bench_past_limit(contestant, plan))
+        _progress("follow latency")
+        results.follow = await bench_follow(url, appends=plan.follow_appends)
         _progress("soak")
         results.soak_readers = plan.soak_readers
         results.soak = await run_soak(
