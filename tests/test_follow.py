@@ -74,8 +74,14 @@ async def _reserve(store: MongoSessionStore, entries: list[SessionStoreEntry]) -
     return await Block.reserve(store._collections, store._connection, key_fields(KEY), prepared)
 
 
-async def _drain(follower: Follower) -> list[StoredEntry]:
-    return [item async for item in follower]
+async def ends_deleted(follower: Follower) -> None:
+    """Assert the follower ends by itself, with nothing more, because the session was deleted."""
+
+    async def drain() -> list[StoredEntry]:
+        return [item async for item in follower]
+
+    assert await asyncio.wait_for(drain(), 10) == []
+    assert follower.deleted
 
 
 def uuids(items: list[StoredEntry]) -> list[str]:
@@ -264,9 +270,7 @@ async def test_deleting_the_session_ends_the_follow_and_says_so(
         await take(follower, 2)
         assert not follower.deleted
         await writer.delete(KEY)
-        rest = await asyncio.wait_for(_drain(follower), 10)  # the iteration ends by itself
-    assert rest == []
-    assert follower.deleted
+        await ends_deleted(follower)
 
 
 @pytest.mark.live
@@ -278,8 +282,7 @@ async def test_pruning_the_session_ends_the_follow(
     async with live_store.follow(SUB) as follower:
         await take(follower, 1)
         assert await writer.prune_inactive(0) == [{"project_key": PROJECT, "session_id": "s"}]
-        assert await asyncio.wait_for(_drain(follower), 10) == []
-    assert follower.deleted
+        await ends_deleted(follower)
 
 
 @pytest.mark.live
@@ -292,8 +295,7 @@ async def test_a_follower_started_before_the_session_exists_sees_it_and_its_dele
         await writer.append(KEY, _entries(2))
         assert uuids(await take(follower, 2)) == ["e0", "e1"]
         await writer.delete(KEY)
-        assert await asyncio.wait_for(_drain(follower), 10) == []
-    assert follower.deleted
+        await ends_deleted(follower)
 
 
 @pytest.mark.live
@@ -304,8 +306,7 @@ async def test_following_a_deleted_session_ends_at_once_and_a_recreated_one_is_f
     await writer.append(KEY, _entries(2))
     await writer.delete(KEY)
     async with live_store.follow(KEY, after={None: 1}) as follower:
-        assert await asyncio.wait_for(_drain(follower), 10) == []
-    assert follower.deleted
+        await ends_deleted(follower)
     await writer.append(KEY, _entries(1, "again"))
     async with live_store.follow(KEY) as follower:
         [item] = await take(follower, 1)
@@ -498,8 +499,7 @@ async def test_mongomock_polls_and_logs_that_it_does_once(
             await store.append(KEY, _entries(1, "more"))
             assert uuids(await take(again, 1)) == ["more0"]
             await store.delete(KEY)
-            assert await asyncio.wait_for(_drain(again), 10) == []
-            assert again.deleted
+            await ends_deleted(again)
     polling = [r for r in caplog.records if "no change streams" in r.getMessage()]
     assert len(polling) == 1
     assert "polling every 0.02s" in polling[0].getMessage()
