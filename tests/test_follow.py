@@ -221,6 +221,38 @@ async def test_a_skipped_duplicate_is_passed_without_waiting_for_the_lease(
 
 
 @pytest.mark.live
+async def test_a_fenced_block_is_passed_at_once_live_and_stored(
+    live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """Holes (a failed insert, fenced) decide their numbers: no lease to wait for, either way."""
+    await writer.append(KEY, _entries(1, "first"))
+    failed = await _reserve(writer, _entries(2, "failed"))
+    await writer.append(KEY, _entries(1, "after"))  # settled stays behind the failed block
+    async with live_store.follow(KEY) as live:
+        assert uuids(await take(live, 1)) == ["first0"]
+        await nothing_within(live, 0.3)  # the failed block is still in flight
+        await failed.fence()  # its insert failed: a hole on each of its numbers
+        assert uuids(await take(live, 1, timeout=5)) == ["after0"]
+    async with live_store.follow(KEY) as stored:
+        assert uuids(await take(stored, 2, timeout=5)) == ["first0", "after0"]
+
+
+@pytest.mark.live
+async def test_holes_arriving_live_move_an_idle_follower_past_them(
+    live_store: MongoSessionStore, writer: MongoSessionStore
+) -> None:
+    """A caught-up follower passes holes as they come; the entry after them then arrives."""
+    await writer.append(KEY, _entries(1, "first"))
+    async with live_store.follow(KEY) as follower:
+        assert uuids(await take(follower, 1)) == ["first0"]
+        failed = await _reserve(writer, _entries(2, "failed"))
+        await failed.fence()
+        await nothing_within(follower, 0.3)  # holes are passed, never handed out
+        await writer.append(KEY, _entries(1, "after"))
+        assert uuids(await take(follower, 1)) == ["after0"]
+
+
+@pytest.mark.live
 async def test_a_reservation_abandoned_by_a_crashed_writer_is_passed_after_the_lease(
     mongo_url: str, live_store: MongoSessionStore, writer: MongoSessionStore
 ) -> None:

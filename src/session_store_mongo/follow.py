@@ -26,9 +26,11 @@ process appends it. How:
    stream, dropping any whose ``seq`` it has passed: nothing is lost or repeated at the switch.
 3. Concurrent writers can commit a later block before an earlier one. An entry whose ``seq``
    is not the next one is not delivered from the stream: the follower holds back until the
-   missing numbers are stored (then it reads them in order) or known never to be, as the
-   transcript's accounting tells (``_decided_upto``), or a writer that reserved them has been
-   silent for the reservation lease (the store's ``summary_lease_ms``: it crashed).
+   missing numbers are stored (then it reads them in order) or known never to be: a hole sits
+   on each (``layout.hole``: a failed or fenced number), or the transcript's ``settled``
+   watermark has passed them (every number up to it is decided; a uuid its writer skipped as a
+   duplicate leaves its number empty), or a writer that reserved them has been silent for the
+   reservation lease (the store's ``summary_lease_ms``: it crashed).
 4. A broken stream (a reconnect, a server restart) is reopened after the last event seen
    (its resume token; or from now if the server lost it) and the follower re-reads from its
    position, so the outage loses nothing. It gives up (``StoreUnavailableError``) only after
@@ -60,7 +62,8 @@ from .client import Connection, client_facts
 from .codec import decode_entry
 from .driver import maybe_await
 from .layout import Collections
-from .reader import StoredEntry, iter_stored
+from .reader import StoredEntry, iter_stored, read_slots
+from .summary import may_hold_entries
 
 __all__ = ["Follower", "Position"]
 
@@ -83,23 +86,9 @@ _NO_CHANGE_STREAMS = {
     115,  # CommandNotSupported
 }
 _UNRESUMABLE = {260, 280, 286}  # InvalidResumeToken, ChangeStreamFatalError, HistoryLost
-_ACCOUNTING_FIELDS = ("landed", "deletions")
+_ACCOUNTING_FIELDS = ("settled", "deletions")
 """Fields of a ``sessions`` document whose change may end a follow or decide a gap."""
-_SESSION_FIELDS = {"_id": 1, "subpath": 1, "seq": 1, "landed": 1, "count": 1, "deletions": 1}
-
-
-def _decided_upto(doc: Mapping[str, Any] | None) -> int:
-    """The highest ``seq`` up to which every number is decided: stored, or never will be.
-
-    A writer reports its block landed (``landed``, in numbers) once its insert is done, its
-    duplicates skipped or its failure released; when every reserved number is reported
-    (``landed >= seq``), a number not stored by then never will be. Until then a missing
-    number may belong to an insert still in flight.
-    """
-    if doc is None:
-        return 0
-    reserved = int(doc.get("seq", 0))
-    return reserved if int(doc.get("landed", 0)) >= reserved else 0
+_SESSION_FIELDS = {"_id": 1, "subpath": 1, "seq": 1, "settled": 1, "count": 1, "deletions": 1}
 
 
 @dataclass
@@ -269,7 +258,7 @@ class Follower:
             self._watched_id = watched["_id"]
             self._deletions = int(watched.get("deletions", 0))
             # Deleted, and nothing appended since: following it would wait for a new session.
-            self.deleted = self._deletions > 0 and not watched.get("count")
+            self.deleted = self._deletions > 0 and not may_hold_entries(watched)
         self._transcript(self._ident["subpath"], watched)
         for subpath, doc in docs.items():
             self._transcript(subpath, doc)
@@ -329,23 +318,34 @@ class Follower:
     ) -> AsyncIterator[StoredEntry]:
         """Deliver what is stored after the position, in order, up to an undecided gap."""
         reserved = int(doc.get("seq", 0)) if doc is not None else 0
-        decided = _decided_upto(doc)
+        settled = int(doc.get("settled", 0)) if doc is not None else 0
         if reserved > transcript.position:
             ident = {**self._ident, "subpath": transcript.subpath}
             stored = iter_stored(self._collections, ident, after=transcript.position)
             async with contextlib.aclosing(stored):
                 async for item in stored:
-                    if (
-                        item.seq > transcript.position + 1
-                        and item.seq > decided
-                        and not self._abandoned(transcript, item.seq)
-                    ):
+                    if not await self._gap_decided(transcript, item.seq, settled):
                         transcript.held_back(time.monotonic())
                         return
                     transcript.advance(item.seq)
                     yield item
-        transcript.advance(max(transcript.position, decided))
+        transcript.advance(max(transcript.position, settled))
         transcript.due_at = None
+
+    async def _gap_decided(self, transcript: _Transcript, seq: int, settled: int) -> bool:
+        """Whether every number between the position and ``seq`` is known to stay empty.
+
+        Settled numbers are; above the watermark, a number with a hole on it is; a gap that
+        outlived the lease is taken as its writer's death.
+        """
+        after = transcript.position
+        if seq <= max(after + 1, settled):
+            return True
+        ident = {**self._ident, "subpath": transcript.subpath}
+        holes = await read_slots(self._collections, ident, after=max(after, settled), upto=seq - 1)
+        if len(holes) == seq - 1 - max(after, settled):  # no entry there: the reader yields those
+            return True
+        return self._abandoned(transcript, seq)
 
     def _abandoned(self, transcript: _Transcript, seq: int) -> bool:
         """Whether the gap before ``seq`` has outlived the lease: its writer crashed."""
@@ -417,7 +417,12 @@ class Follower:
         if seq <= transcript.position:
             return  # delivered from the stored part already
         now = time.monotonic()
-        if seq == transcript.position + 1 and transcript.due_at is None:
+        if doc.get("hole"):  # a number that will never hold an entry
+            if seq == transcript.position + 1 and transcript.due_at is None:
+                transcript.advance(seq)
+            elif transcript.gap_since is not None:
+                transcript.due_at = now  # it may be the gap holding the follower back
+        elif seq == transcript.position + 1 and transcript.due_at is None:
             item = await self._item_of(transcript, doc)
             if item is None:  # gone already: deleted meanwhile, the read says so
                 transcript.due_at = now
