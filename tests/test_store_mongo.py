@@ -424,6 +424,21 @@ async def test_injected_client_in_another_loop_says_what_to_do(mongo_url: str) -
         await client.close()
 
 
+@pytest.mark.live
+def test_motor_client_in_a_second_asyncio_run_says_what_to_do(mongo_url: str) -> None:
+    """A Motor client outlives the ``asyncio.run`` it first ran in: the same typed error."""
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    client: Any = AsyncIOMotorClient(mongo_url)
+    store = MongoSessionStore(client=client, database=unique_name("motorloop"))
+    try:
+        asyncio.run(store.append(KEY, _entries(1)))  # binds the client to this loop
+        with pytest.raises(StoreUnavailableError, match=r"load on .*event loop.*url="):
+            asyncio.run(store.load(KEY))
+    finally:
+        client.close()
+
+
 def test_constructor_needs_exactly_one_connection_source() -> None:
     """Neither or both of ``client`` and ``url`` is a clear options error."""
     with pytest.raises(InvalidStoreOptionsError):

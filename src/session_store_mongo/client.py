@@ -63,6 +63,13 @@ DEFAULT_CLIENT_OPTIONS: Mapping[str, Any] = {
 _AUTHENTICATION_FAILED = 18
 _AUTHENTICATION_CODES = (13, _AUTHENTICATION_FAILED)  # Unauthorized, AuthenticationFailed
 _URL = re.compile(r"mongodb(\+srv)?://", re.IGNORECASE)
+# How a client used outside its own event loop fails: PyMongo's async client says so; Motor
+# schedules on the loop it first ran in, so it meets that loop closed or a foreign future.
+_OTHER_LOOP_MESSAGES = (
+    "different event loop",
+    "attached to a different loop",
+    "Event loop is closed",
+)
 
 
 def hosts_in_url(url: object) -> str:
@@ -250,7 +257,7 @@ class Connection:
                 raise StoreAuthenticationError(text) from None
             raise StoreUnavailableError(text) from None
         except RuntimeError as exc:
-            if "different event loop" not in str(exc):
+            if not any(message in str(exc) for message in _OTHER_LOOP_MESSAGES):
                 raise
             raise StoreUnavailableError(
                 f"{operation} on {self.hosts} failed: the injected client belongs to another "
