@@ -322,6 +322,24 @@ def test_list_json_newest_first_with_titles(imported: LiveCli) -> None:
 
 
 @pytest.mark.live
+def test_list_json_carries_the_whole_title_the_table_shortens(cli: LiveCli) -> None:
+    """A title longer than the table's column: --json prints it whole, the table shortens it."""
+    title = "Fix the login form " + "x" * 100 + " end"
+    key: SessionKey = {"project_key": PROJECT, "session_id": "long-title"}
+
+    async def write(store: MongoSessionStore) -> None:
+        await store.append(key, [{"type": "custom-title", "customTitle": title, "uuid": "t"}])
+
+    cli.store(write)
+    rows = json.loads(cli("list", "--json").stdout)
+    assert [row["title"] for row in rows] == [title]
+    table = cli("list")
+    assert table.exit_code == 0, table.output
+    assert "Fix the login form" in table.stdout
+    assert " end" not in table.stdout
+
+
+@pytest.mark.live
 def test_list_table_and_limit(imported: LiveCli) -> None:
     """The table names sessions and titles; --limit keeps only the newest."""
     table = imported("list")

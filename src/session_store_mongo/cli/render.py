@@ -161,19 +161,20 @@ def pruned_table(sessions: list[SessionListSubkeysKey], *, dry_run: bool) -> Tab
 
 
 def title_of(summary: dict[str, Any]) -> str:
-    """A session's title from its summary: custom, AI-made, hint, or the first prompt."""
+    """A session's whole title from its summary: custom, AI-made, hint, or the first prompt."""
     for name in _TITLE_FIELDS:
         value = summary.get(name)
         if isinstance(value, str) and value.strip():
-            return _shorten(value, _TITLE_CHARS)
+            return value
     return ""
 
 
 def sessions_table(project: str, rows: list[dict[str, Any]]) -> Table:
-    """The ``list`` table: session, last write, entries and title."""
+    """The ``list`` table: session, last write, entries and title (shortened: ``--json`` has it)."""
     table = _table(f"sessions of {project}", "session", "modified", "entries", "title")
     for row in rows:
-        _row(table, row["session_id"], row["modified"], str(row["entries"]), row["title"])
+        title = _shorten(row["title"], _TITLE_CHARS)
+        _row(table, row["session_id"], row["modified"], str(row["entries"]), title)
     return table
 
 
