@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import unicodedata
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -337,6 +338,22 @@ def test_list_json_carries_the_whole_title_the_table_shortens(cli: LiveCli) -> N
     assert table.exit_code == 0, table.output
     assert "Fix the login form" in table.stdout
     assert " end" not in table.stdout
+
+
+@pytest.mark.live
+def test_unknown_url_option_is_one_warning_line(cli: LiveCli) -> None:
+    """An option the driver ignores: one 'warning:' line naming the host, no Python warning."""
+    url = cli.url + ("&" if "?" in cli.url else "?") + "notAnOption=1"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warnings.warn reaching the user fails the test
+        result = invoke(
+            "--url", url, "--database", cli.database, "--project", PROJECT, "list", "--json"
+        )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == []
+    [line] = result.stderr.splitlines()
+    assert line.startswith("warning: MongoDB URL for ")
+    assert "Unknown option" in line
 
 
 @pytest.mark.live

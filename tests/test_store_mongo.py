@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import warnings
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -422,6 +423,18 @@ async def test_injected_client_in_another_loop_says_what_to_do(mongo_url: str) -
         await asyncio.to_thread(elsewhere, store)
     finally:
         await client.close()
+
+
+def test_unknown_url_option_is_logged_not_warned(caplog: pytest.LogCaptureFixture) -> None:
+    """The driver's warning about a URL option becomes a log record: hosts named, no password."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        store = MongoSessionStore(url="mongodb://app:s3cret-pw@127.0.0.1:1/?notAnOption=1")
+    [record] = [r for r in caplog.records if r.name == "session_store_mongo"]
+    assert record.levelname == "WARNING"
+    assert record.getMessage().startswith("MongoDB URL for 127.0.0.1:1: Unknown option")
+    assert "s3cret-pw" not in caplog.text
+    asyncio.run(store.close())
 
 
 @pytest.mark.live

@@ -15,7 +15,9 @@ A URL gets our defaults (``DEFAULT_CLIENT_OPTIONS``) unless the URL sets the sam
 arguments would override the URL), then ``client_options`` on top, and the driver metadata that
 names this library in the server's logs. ``hosts`` is what messages say about the server;
 ``secrets`` are scrubbed from every driver message by their literal value, so a password the
-driver echoes in any form never reaches an error or a log.
+driver echoes in any form never reaches an error or a log. What the driver would warn about
+the URL (an option it does not know) is logged as a warning on the ``session_store_mongo``
+logger instead.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -176,7 +179,15 @@ class Connection:
         options = {**_defaults_not_in_url(url), **(client_options or {})}
 
         def new_client() -> Any:
-            return AsyncMongoClient(url, driver=_driver_info(), **options)
+            # The driver warns of options it ignores through ``warnings``, which prints its own
+            # source path; a log record names the hosts instead, and never the password.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                client = AsyncMongoClient(url, driver=_driver_info(), **options)
+            for warning in caught:
+                message = redact_text(str(warning.message), secrets)
+                log.warning("MongoDB URL for %s: %s", hosts, message)
+            return client
 
         try:
             return cls(hosts, secrets=secrets, new_client=new_client)

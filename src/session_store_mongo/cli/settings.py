@@ -15,6 +15,7 @@ literally (``literal``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 from collections.abc import Awaitable, Callable
@@ -131,6 +132,14 @@ class Settings:
             Text("error: ", style="bold red") + literal(clean), soft_wrap=True, highlight=False
         )
 
+    def print_warning(self, message: str) -> None:
+        """Print one yellow line to stderr, without any password, never wrapped."""
+        secret = password_of_url(self.url) if self.url else None
+        clean = redact_text(message, [secret] if secret else [])
+        self.err.print(
+            Text("warning: ", style="bold yellow") + literal(clean), soft_wrap=True, highlight=False
+        )
+
     def fail(self, message: str, code: int = EXIT_FAILURE) -> NoReturn:
         """Print ``message`` as one red line on stderr and exit with ``code``."""
         self.print_error(message)
@@ -173,9 +182,25 @@ class Settings:
             async with store:
                 return await operation(store)
 
+        library_log = logging.getLogger("session_store_mongo")
+        warning_lines = _WarningLines(self)
+        library_log.addHandler(warning_lines)
         try:
             return asyncio.run(run())
         except (InvalidStoreOptionsError, InvalidKeyError) as exc:
             self.fail(str(exc), EXIT_USAGE)  # the options or arguments given: a usage error
         except (SessionStoreError, PyMongoError, OSError) as exc:
             self.fail(str(exc) or type(exc).__name__)
+        finally:
+            library_log.removeHandler(warning_lines)
+
+
+class _WarningLines(logging.Handler):
+    """The library's warnings (a URL option the driver ignores...) as the CLI's one-line kind."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(logging.WARNING)
+        self._settings = settings
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._settings.print_warning(record.getMessage())
