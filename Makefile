@@ -8,7 +8,7 @@ WITH_SERVER := $(PY) -m devtools.secantus run --
 PYTEST_ARGS ?=
 # Every extra, so the suite covers summaries, Motor and the CLI; dev tools come from the
 # `dev` dependency group in pyproject.toml (not an extra: it is not published).
-EXTRAS := summaries,motor,cli
+EXTRAS := summaries,motor,cli,encryption
 
 .PHONY: $(VENV) lint test demo bench serve clean
 

@@ -8,16 +8,25 @@ Usage::
         await store.append({"project_key": "p", "session_id": "s"}, [{"type": "user"}])
         print(await store.load({"project_key": "p", "session_id": "s"}))
 
+Encrypted at rest, one data key per project (``pip install 'session-store-mongo[encryption]'``)::
+
+    from session_store_mongo import EncryptionSettings
+
+    settings = EncryptionSettings(kms_providers={"local": {"key": master_key}})
+    store = MongoSessionStore.from_url(url, encryption=settings)
+
 Or let a harness discover it: ``StoreRegistry().build({"kind": "mongo"})`` with ``MONGO_URL`` set.
 """
 
 from __future__ import annotations
 
 from .builder import mongo_session_store_builder, validate_database_name
+from .encryption import EncryptionSettings
 from .store import (
     DEFAULT_CLIENT_OPTIONS,
     DEFAULT_COLLECTION_PREFIX,
     DEFAULT_DATABASE,
+    Forgotten,
     MongoSessionStore,
     SessionTotals,
     StoredEntry,
@@ -28,6 +37,8 @@ __all__ = [
     "DEFAULT_CLIENT_OPTIONS",
     "DEFAULT_COLLECTION_PREFIX",
     "DEFAULT_DATABASE",
+    "EncryptionSettings",
+    "Forgotten",
     "MongoSessionStore",
     "SessionTotals",
     "StoreStats",

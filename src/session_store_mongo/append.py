@@ -7,8 +7,8 @@ Usage (``MongoSessionStore.append`` does this)::
     appender = Appender(collections, connection, summaries, max_entry_bytes=None)
     await appender.append(key, entries, ready=store_ready)  # returns the BSON size limit
 
-1. **Validate** the key and every entry, and encode the batch: nothing is written if anything
-   is wrong.
+1. **Validate** the key and every entry, and encode the batch (and seal it, in an encrypted
+   store): nothing is written if anything is wrong.
 2. **Reserve** a block of sequence numbers with one atomic ``$inc`` on the transcript's
    ``sessions`` document (``Block.reserve``). The order of reservations on the server is the
    order of the transcript.
@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import bson
 from bson import ObjectId
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
@@ -44,6 +43,7 @@ from session_store_protocol.validation import validate_entries, validate_key
 from .client import Connection
 from .codec import PreparedEntry, prepare_entry
 from .layout import Collections, hole, key_fields
+from .sealer import Sealer, key_destroyed
 from .summary import Summaries
 
 __all__ = ["Appender", "Block"]
@@ -63,11 +63,13 @@ class Appender:
         summaries: Summaries,
         *,
         max_entry_bytes: int | None,
+        sealer: Sealer | None = None,
     ) -> None:
         self._collections = collections
         self._connection = connection
         self._summaries = summaries
         self._max_entry_bytes = max_entry_bytes
+        self._sealer = sealer
 
     async def append(
         self,
@@ -86,6 +88,8 @@ class Appender:
             InvalidEntryError: Malformed batch, or an entry over ``max_entry_bytes``.
             StoreUnavailableError: Our numbers were taken: fenced after the lease, or the
                 counter was behind its entries (repaired).
+            KeyDestroyedError: ``forget`` destroyed the transcript's data key; nothing written.
+            EncryptionKeyError: The batch could not be sealed; nothing written.
         """
         clean = validate_key(key)
         batch = validate_entries(entries)
@@ -96,9 +100,13 @@ class Appender:
             prepare_entry(index, entry, max_bson, self._max_entry_bytes)
             for index, entry in enumerate(batch)
         ]
-        block = await Block.reserve(
-            self._collections, self._connection, key_fields(clean), prepared
-        )
+        ident = key_fields(clean)
+        if self._sealer is not None:
+            await self._sealer.seal_batch(ident, prepared)
+        block = await Block.reserve(self._collections, self._connection, ident, prepared)
+        if "forgotten" in block.session:
+            await self._settle_failed(clean, block)  # fenced: the numbers stay empty
+            raise key_destroyed(ident, block.session["forgotten"])
         try:
             stored = await block.insert()
         except (PyMongoError, StoreUnavailableError):
@@ -206,10 +214,8 @@ class Block:
                 **self.ident,
                 "seq": self.start + p.index,
                 "dedupe": p.dedupe,
-                "entry": p.stored,
+                **p.content,
             }
-            if p.escaped:
-                doc["escaped"] = True
             if p.chunks is not None:
                 doc["chunked"] = len(p.chunks)
                 doc["size"] = p.size  # the stub is smaller than the entry the counts hold
@@ -256,13 +262,8 @@ class Block:
             assert p.chunks is not None
             await self.collections.chunks.insert_many(
                 [
-                    {
-                        **self.ident,
-                        "seq": self.start + p.index,
-                        "part": n,
-                        "data": bson.Binary(part),
-                    }
-                    for n, part in enumerate(p.chunks)
+                    {**self.ident, "seq": self.start + p.index, "part": n, **content}
+                    for n, content in enumerate(p.chunks)
                 ],
                 ordered=True,
             )

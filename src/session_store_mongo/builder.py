@@ -17,9 +17,11 @@ Usage, in a harness (the URL and credentials stay server-side)::
 
 Wire options may set only ``database`` and ``collection_prefix``, validated against MongoDB's
 naming rules, and only within what the server allows: without an allow-list, the wire cannot
-move the store off its configured database and prefix. ``url``, client options and unknown keys
-are refused. Make a builder with ``mongo_session_store_builder``; ``MongoStoreBuilder`` is its
-type.
+move the store off its configured database and prefix. ``url``, client options, encryption
+settings and unknown keys are refused. Encryption is server-side only: with ``encryption`` in the
+defaults, every store the builder builds encrypts, and no wire option can turn that off or point
+it at another key vault. Make a builder with ``mongo_session_store_builder``;
+``MongoStoreBuilder`` is its type.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 from session_store_protocol.errors import InvalidStoreOptionsError
 
 from .client import Connection, hosts_in_url
+from .encryption import EncryptionSettings
 from .store import DEFAULT_COLLECTION_PREFIX, DEFAULT_DATABASE, MongoSessionStore
 
 __all__ = [
@@ -57,6 +60,7 @@ SERVER_OPTIONS = frozenset(
         "allowed_collection_prefixes",
         "create_indexes",
         "max_entry_bytes",
+        "encryption",
     }
 )
 """The options a harness may set server-side, in the builder's defaults."""
@@ -117,10 +121,12 @@ class MongoStoreBuilder:
                 the allow-list for wire databases: ``allowed_databases`` (names) and/or
                 ``allowed_database_prefix``, and for wire collection prefixes:
                 ``allowed_collection_prefixes``. Without them the wire may only repeat the
-                defaults.
+                defaults. ``encryption`` (``EncryptionSettings``, or a mapping of its fields)
+                encrypts every store at rest.
 
         Raises:
             InvalidStoreOptionsError: Unknown or malformed defaults.
+            EncryptionKeyError: ``encryption`` configures no master key.
         """
         settings = dict(defaults or {})
         unknown = set(settings) - SERVER_OPTIONS
@@ -152,6 +158,10 @@ class MongoStoreBuilder:
             hosts_in_url(self._url)  # a malformed URL is refused now, not at the first build
         self._client: Any = settings.pop("client", None)
         self._client_options: Mapping[str, Any] = settings.pop("client_options", None) or {}
+        encryption = settings.pop("encryption", None)
+        if encryption is not None and not isinstance(encryption, EncryptionSettings):
+            encryption = EncryptionSettings.from_mapping(encryption)
+        self._encryption: EncryptionSettings | None = encryption
         self._store_options = settings
         self._connection: Connection | None = None
 
@@ -215,6 +225,7 @@ class MongoStoreBuilder:
             connection=self._shared_connection(),
             database=database,
             collection_prefix=prefix,
+            encryption=self._encryption,  # one settings object: one keyring per client
             **self._store_options,
         )
 

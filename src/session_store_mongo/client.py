@@ -305,6 +305,8 @@ class ClientFacts:
     """The server's document size limit, once asked."""
     change_streams: bool = True
     """False once a follower found the deployment has no change streams (it polls)."""
+    keyrings: dict[int, Any] = field(default_factory=dict)
+    """``encryption.Keyring`` objects on this client, by the id of their settings."""
 
 
 _FACTS: dict[int, ClientFacts] = {}

@@ -199,14 +199,16 @@ class PreparedEntry:
     index: int
     """Its position in the batch; its ``seq`` is the block's start plus this."""
     entry: SessionStoreEntry
-    stored: dict[str, Any]
-    """What the entry's document holds under ``entry`` (a stub when ``chunks`` is set)."""
-    escaped: bool
+    content: dict[str, Any]
+    """The fields that hold the entry in its document: ``entry`` (a stub when ``chunks`` is
+    set) and ``escaped`` when it had to be escaped; ``sealed`` once a sealer encrypted them."""
     dedupe: Any
-    """What ``dedupe_key`` gives: the entry's ``uuid``, or a fresh ObjectId when it has none."""
+    """What ``dedupe_key`` gives: the entry's ``uuid``, or a fresh ObjectId when it has none;
+    in an encrypted store, the uuid's keyed hash (see ``sealer``)."""
     size: int
     """The entry's BSON size, counted in the transcript's ``bytes``."""
-    chunks: list[bytes] | None
+    chunks: list[dict[str, Any]] | None
+    """The content of each chunk document (``data``, or ``sealed``) when it did not fit one."""
 
 
 def prepare_entry(
@@ -229,8 +231,12 @@ def prepare_entry(
     chunks = None
     if size > max_bson - _DOC_SLACK:
         raw = entry_json(dict(entry))
-        chunks = [raw[i : i + _CHUNK_BYTES] for i in range(0, len(raw), _CHUNK_BYTES)]
+        chunks = [
+            {"data": bson.Binary(raw[i : i + _CHUNK_BYTES])}
+            for i in range(0, len(raw), _CHUNK_BYTES)
+        ]
         # What operators see of it in the entries collection; load reassembles the chunks.
         visible = {k: v for k, v in entry.items() if k in ("type", "uuid", "timestamp")}
         stored, escaped = encode_entry(visible, where)
-    return PreparedEntry(index, entry, stored, escaped, dedupe_key(entry), size, chunks)
+    content: dict[str, Any] = {"entry": stored, "escaped": True} if escaped else {"entry": stored}
+    return PreparedEntry(index, entry, content, dedupe_key(entry), size, chunks)

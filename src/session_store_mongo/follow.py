@@ -40,7 +40,8 @@ Change streams need a replica set or a sharded cluster (a one-node replica set w
 standalone server or mongomock the follower polls by position every ``poll_interval`` seconds
 instead, and logs once per client that it does. Memory stays bounded whatever the pace of the
 consumer: the stored part is one cursor's batch at a time, and the stream's events wait on the
-server until the follower asks for them; nothing is queued in between.
+server until the follower asks for them; nothing is queued in between. In an encrypted store
+the stream carries ciphertext: each entry is opened by the store's sealer as it is delivered.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ from .codec import decode_entry
 from .driver import maybe_await
 from .layout import Collections
 from .reader import StoredEntry, iter_stored, read_slots
+from .sealer import SEALED, Sealer, unseal
 from .summary import may_hold_entries
 
 __all__ = ["Follower", "Position"]
@@ -137,6 +139,7 @@ class Follower:
         lease_ms: int,
         reconnect_timeout: float,
         check_open: Callable[[], None],
+        sealer: Sealer | None = None,
     ) -> None:
         if include_subkeys and ident["subpath"] != MAIN_SUBPATH:
             raise InvalidKeyError("follow: include_subkeys=True needs a main key (no subpath)")
@@ -155,6 +158,7 @@ class Follower:
         self._lease = lease_ms / 1000
         self._reconnect_timeout = float(reconnect_timeout)
         self._check_open = check_open
+        self._sealer = sealer
         self._transcripts: dict[str, _Transcript] = {}
         self._watched_id: Any = None
         self._deletions = 0
@@ -321,7 +325,9 @@ class Follower:
         settled = int(doc.get("settled", 0)) if doc is not None else 0
         if reserved > transcript.position:
             ident = {**self._ident, "subpath": transcript.subpath}
-            stored = iter_stored(self._collections, ident, after=transcript.position)
+            stored = iter_stored(
+                self._collections, ident, after=transcript.position, sealer=self._sealer
+            )
             async with contextlib.aclosing(stored):
                 async for item in stored:
                     if not await self._gap_decided(transcript, item.seq, settled):
@@ -342,7 +348,9 @@ class Follower:
         if seq <= max(after + 1, settled):
             return True
         ident = {**self._ident, "subpath": transcript.subpath}
-        holes = await read_slots(self._collections, ident, after=max(after, settled), upto=seq - 1)
+        holes = await read_slots(
+            self._collections, ident, after=max(after, settled), upto=seq - 1, sealer=self._sealer
+        )
         if len(holes) == seq - 1 - max(after, settled):  # no entry there: the reader yields those
             return True
         return self._abandoned(transcript, seq)
@@ -436,11 +444,12 @@ class Follower:
     async def _item_of(self, transcript: _Transcript, doc: Mapping[str, Any]) -> StoredEntry | None:
         """The entry an insert event carries; one stored in chunks is read back whole."""
         seq = int(doc["seq"])
-        if "chunked" not in doc:
-            entry = decode_entry(doc["entry"], doc.get("escaped", False))
-            return StoredEntry(seq, _public(transcript.subpath), cast(SessionStoreEntry, entry))
         ident = {**self._ident, "subpath": transcript.subpath}
-        stored = iter_stored(self._collections, ident, after=seq - 1, upto=seq)
+        if "chunked" not in doc:
+            opened = await unseal(self._sealer, ident, dict(doc)) if SEALED in doc else doc
+            entry = decode_entry(opened["entry"], opened.get("escaped", False))
+            return StoredEntry(seq, _public(transcript.subpath), cast(SessionStoreEntry, entry))
+        stored = iter_stored(self._collections, ident, after=seq - 1, upto=seq, sealer=self._sealer)
         async with contextlib.aclosing(stored):
             async for item in stored:
                 return item

@@ -6,7 +6,9 @@ built; importing this module connects to nothing:
 - ``MONGO_URL`` (required), ``MONGO_DATABASE`` and ``MONGO_COLLECTION_PREFIX`` (the defaults);
 - ``MONGO_ALLOWED_DATABASES`` (comma-separated names) and ``MONGO_ALLOWED_DATABASE_PREFIX``
   (e.g. ``tenant_``): the databases wire options may choose besides the default;
-- ``MONGO_ALLOWED_COLLECTION_PREFIXES`` (comma-separated): likewise for ``collection_prefix``.
+- ``MONGO_ALLOWED_COLLECTION_PREFIXES`` (comma-separated): likewise for ``collection_prefix``;
+- ``MONGO_ENCRYPTION_CONFIG``: a JSON file of ``EncryptionSettings`` (as the CLI's
+  ``--encryption-config``): every store encrypts at rest.
 
 Without the allow-lists, a client's wire options cannot move the store off the configured
 database and prefix. A harness that wants other settings registers its own builder::
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from session_store_protocol import hookimpl
 from session_store_protocol.hookspecs import Register
 
 from .builder import MongoStoreBuilder, mongo_session_store_builder
+from .encryption import EncryptionSettings
 from .store import MongoSessionStore
 
 __all__ = ["build_from_environment", "register_session_stores", "settings_from_environment"]
@@ -65,6 +69,10 @@ def settings_from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         names = [name.strip() for name in environ.get(variable, "").split(",")]
         if any(names):
             settings[setting] = [name for name in names if name]
+    if environ.get("MONGO_ENCRYPTION_CONFIG"):
+        settings["encryption"] = EncryptionSettings.from_file(
+            Path(environ["MONGO_ENCRYPTION_CONFIG"])
+        )
     return settings
 
 

@@ -8,6 +8,7 @@ Usage::
         print(item.seq, item.entry)                             # seq 11 onwards, in order
     pending = await read_entries(collections, ident, after=10, upto=15)   # a seq range, as a list
     slots = await read_slots(collections, ident, after=10, upto=15)       # holes too, with sizes
+    entries = await read_entries(collections, ident, sealer=sealer)        # an encrypted store
 
 A *hole* is the placeholder an append puts on a sequence number that will never hold an entry
 (its insert failed, or its writer was taken as dead), so that a late insert cannot land there
@@ -19,7 +20,8 @@ server least (a projection made SecantusDB about 1.5x slower), and a real MongoD
 key fields and ``dedupe`` more, about a tenth of a typical entry's bytes. The driver holds one
 batch at a time (at most 16 MB, the server's reply limit), so memory stays bounded whatever the
 transcript's length. An entry stored in chunks is reassembled when the reader reaches it, with
-one query for its parts, so only that entry's parts are in memory at once.
+one query for its parts, so only that entry's parts are in memory at once. In an encrypted
+store each sealed document (entry or chunk) is opened by the ``sealer`` as it arrives.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from session_store_protocol.types import MAIN_SUBPATH, SessionStoreEntry
 from .codec import decode_entry
 from .driver import maybe_await
 from .layout import Collections
+from .sealer import SEALED, Sealer, unseal
 
 __all__ = ["Slot", "StoredEntry", "iter_stored", "read_entries", "read_slots"]
 
@@ -72,13 +75,18 @@ async def iter_stored(
     *,
     after: int | None = None,
     upto: int | None = None,
+    sealer: Sealer | None = None,
 ) -> AsyncGenerator[StoredEntry, None]:
     """Yield the transcript's entries with ``after < seq <= upto`` in ``seq`` order.
 
     Closing the iterator early (``break`` inside ``contextlib.aclosing``) closes the cursor.
+
+    Raises:
+        KeyDestroyedError: The transcript's data key was destroyed (``forget``).
+        EncryptionKeyError: It is sealed, and ``sealer`` is missing or cannot open it.
     """
     subpath = ident["subpath"] if ident["subpath"] != MAIN_SUBPATH else None
-    async with contextlib.aclosing(_walk(collections, ident, after, upto)) as documents:
+    async with contextlib.aclosing(_walk(collections, ident, after, upto, sealer)) as documents:
         async for doc, entry in documents:
             if entry is not None:
                 yield StoredEntry(doc["seq"], subpath, entry)
@@ -90,23 +98,34 @@ async def read_entries(
     *,
     after: int | None = None,
     upto: int | None = None,
+    sealer: Sealer | None = None,
 ) -> list[SessionStoreEntry]:
     """The entries ``iter_stored`` yields, as a list."""
-    return [item.entry async for item in iter_stored(collections, ident, after=after, upto=upto)]
+    stored = iter_stored(collections, ident, after=after, upto=upto, sealer=sealer)
+    return [item.entry async for item in stored]
 
 
 async def read_slots(
-    collections: Collections, ident: dict[str, str], *, after: int, upto: int
+    collections: Collections,
+    ident: dict[str, str],
+    *,
+    after: int,
+    upto: int,
+    sealer: Sealer | None = None,
 ) -> list[Slot]:
     """Every document at a sequence number in ``(after, upto]``, holes included, measured."""
-    async with contextlib.aclosing(_walk(collections, ident, after, upto)) as documents:
+    async with contextlib.aclosing(_walk(collections, ident, after, upto, sealer)) as documents:
         return [Slot(doc["seq"], entry, _size(doc)) async for doc, entry in documents]
 
 
 async def _walk(
-    collections: Collections, ident: dict[str, str], after: int | None, upto: int | None
+    collections: Collections,
+    ident: dict[str, str],
+    after: int | None,
+    upto: int | None,
+    sealer: Sealer | None,
 ) -> AsyncGenerator[tuple[dict[str, Any], SessionStoreEntry | None], None]:
-    """Yield each document in ``seq`` order with its entry (``None`` for a hole)."""
+    """Yield each document in ``seq`` order with its entry (``None`` for a hole), opened."""
     filter_: dict[str, Any] = dict(ident)
     seq_range: dict[str, int] = {}
     if after is not None:
@@ -118,10 +137,12 @@ async def _walk(
     cursor = collections.entries.find(filter_).sort("seq", ASCENDING)
     try:
         async for doc in cursor:
+            if SEALED in doc:
+                doc = await unseal(sealer, ident, doc)
             if doc.get("hole"):
                 yield doc, None
             elif "chunked" in doc:
-                yield doc, await _reassemble(collections, ident, doc)
+                yield doc, await _reassemble(collections, ident, doc, sealer)
             else:
                 yield (
                     doc,
@@ -141,12 +162,15 @@ def _size(doc: dict[str, Any]) -> int:
 
 
 async def _reassemble(
-    collections: Collections, ident: dict[str, str], stub: dict[str, Any]
+    collections: Collections, ident: dict[str, str], stub: dict[str, Any], sealer: Sealer | None
 ) -> SessionStoreEntry:
     """The entry whose parts the chunks collection holds for the stub's ``seq``."""
     seq, expected = stub["seq"], stub["chunked"]
     cursor = collections.chunks.find({**ident, "seq": seq}).sort("part", ASCENDING)
-    parts = [bytes(doc["data"]) async for doc in cursor]
+    parts = [
+        bytes((await unseal(sealer, ident, doc) if SEALED in doc else doc)["data"])
+        async for doc in cursor
+    ]
     if len(parts) != expected:
         raise StoreUnavailableError(
             f"entry seq {seq} of {ident!r} is stored in {expected} chunks but {len(parts)} "

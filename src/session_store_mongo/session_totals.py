@@ -51,6 +51,7 @@ SESSION_TOTALS: Mapping[str, Any] = {
         "entries": {"$sum": "$count"},
         "bytes": {"$sum": "$bytes"},
         "mtime": {"$max": "$mtime"},
+        "forgotten": {"$max": {"$cond": [{"$ifNull": ["$forgotten", False]}, 1, 0]}},
     }
 }
 """The ``$group`` stage: one row per session from its transcripts' documents."""
@@ -81,6 +82,9 @@ class StoreStats:
     bytes: int
     largest: list[SessionTotals]
     """The largest sessions by bytes, largest first."""
+    forgotten: int = 0
+    """Sessions (counted above too) whose data key ``forget`` destroyed: unreadable, until
+    deleted or pruned."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ async def store_stats(sessions: Any, *, largest: int) -> StoreStats:
         entries=sum(row["entries"] for row in rows),
         bytes=sum(row["bytes"] for row in rows),
         largest=[_session_totals(row) for row in rows[: max(largest, 0)]],
+        forgotten=sum(row["forgotten"] for row in rows),
     )
 
 

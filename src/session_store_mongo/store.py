@@ -14,12 +14,17 @@ Usage::
     store = MongoSessionStore(client=client, database="agents")
     options = ClaudeAgentOptions(session_store=store)
 
+    # Encrypted at rest, one data key per project (pip install 'session-store-mongo[encryption]').
+    store = MongoSessionStore(url=url, encryption=EncryptionSettings(kms_providers=...))
+    await store.forget("project")   # destroys the project's data key: unreadable for good
+
 This module is the public API; each concept lives in a module named after it: ``layout``
 (collections, indexes, key fields), ``client`` (the driver client, error translation),
 ``codec`` (entries to BSON and chunks), ``append`` (reserve, insert, settle), ``summary``
 (folding and catching up summaries), ``reader`` (streaming a transcript in order),
-``follow`` (a transcript live, as other processes append) and ``ownership`` (writing only
-into collections that hold nothing but the store's own data).
+``follow`` (a transcript live, as other processes append), ``ownership`` (writing only
+into collections that hold nothing but the store's own data), ``encryption`` (settings and
+data keys) and ``sealer`` (what of a document is encrypted).
 """
 
 from __future__ import annotations
@@ -56,12 +61,14 @@ from session_store_protocol.validation import (
 from .append import Appender
 from .client import DEFAULT_CLIENT_OPTIONS, Connection, client_facts
 from .codec import epoch_ms
+from .encryption import EncryptionSettings, keyring_for
 from .follow import Follower, Position
 from .layout import DEFAULT_COLLECTION_PREFIX, Collections, key_fields
 from .ownership import check_owned
 from .reader import StoredEntry, iter_stored, read_entries
+from .sealer import Sealer, key_destroyed
 from .session_totals import SessionTotals, StoreStats, idle_sessions, prune, store_stats
-from .summary import DEFAULT_LEASE_MS, Summaries, may_hold_entries, summary_view
+from .summary import DEFAULT_LEASE_MS, Summaries, may_hold_entries
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -72,6 +79,7 @@ __all__ = [
     "DEFAULT_CLIENT_OPTIONS",
     "DEFAULT_COLLECTION_PREFIX",
     "DEFAULT_DATABASE",
+    "Forgotten",
     "MongoSessionStore",
     "SessionTotals",
     "StoreStats",
@@ -87,12 +95,28 @@ _POSITIONS = {"count": 1, "settled": 1, "seq": 1}
 
 @dataclass(frozen=True)
 class _Wiring:
-    """A store's collections and append path on one client."""
+    """A store's collections, sealer (if encrypted) and append path on one client."""
 
     client: Any
     collections: Collections
+    sealer: Sealer | None
     summaries: Summaries
     appender: Appender
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    """What ``forget`` did to a project."""
+
+    project_key: str
+    keys: int
+    """Data keys destroyed (0: nothing of the project was encrypted, nothing changed)."""
+    transcripts: int
+    """Transcripts (main and subagent) now unreadable."""
+
+
+_VISIBLE = {"forgotten": {"$exists": False}}
+"""Listings leave out transcripts whose data key was destroyed."""
 
 
 class MongoSessionStore:
@@ -117,6 +141,7 @@ class MongoSessionStore:
         create_indexes: bool = True,
         max_entry_bytes: int | None = None,
         summary_lease_ms: int = DEFAULT_LEASE_MS,
+        encryption: EncryptionSettings | None = None,
     ) -> None:
         """Create a store; nothing connects until the first operation (or ``connect()``).
 
@@ -136,10 +161,14 @@ class MongoSessionStore:
             summary_lease_ms: How long reserved sequence numbers may stay undecided (their
                 writer crashed or lost contact) before whoever settles next fences them and
                 settles past them.
+            encryption: Encrypt entries, summaries and chunks at rest under one data key per
+                tenant (``EncryptionSettings``); needs PyMongo's ``AsyncMongoClient``.
 
         Raises:
             InvalidStoreOptionsError: Not exactly one of ``client``, ``url`` and
                 ``connection``, or bad values.
+            EncryptionUnavailableError: ``encryption`` without the extra installed.
+            EncryptionKeyError: The master key settings are missing or refused.
         """
         if sum(source is not None for source in (client, url, connection)) != 1:
             raise InvalidStoreOptionsError("pass exactly one of client= or url=")
@@ -149,6 +178,8 @@ class MongoSessionStore:
             not isinstance(max_entry_bytes, int) or max_entry_bytes <= 0
         ):
             raise InvalidStoreOptionsError("max_entry_bytes must be a positive integer")
+        if encryption is not None and not isinstance(encryption, EncryptionSettings):
+            raise InvalidStoreOptionsError("encryption must be an EncryptionSettings")
         if url is not None:
             connection = Connection.from_url(url, client_options)
         elif client is not None:
@@ -162,7 +193,10 @@ class MongoSessionStore:
         self._create_indexes = create_indexes
         self._max_entry_bytes = max_entry_bytes
         self._summary_lease_ms = summary_lease_ms
+        self._encryption = encryption
         self._wiring: _Wiring | None = None
+        if encryption is not None:  # refuse a missing extra or a bad master key now
+            keyring_for(encryption, connection.client)
 
     @classmethod
     def from_url(cls, url: str, **kwargs: Any) -> MongoSessionStore:
@@ -193,20 +227,39 @@ class MongoSessionStore:
 
     @property
     def _wired(self) -> _Wiring:
-        """The collections and append path on the running loop's client."""
+        """The collections, sealer and append path on the running loop's client."""
         client = self._connection.client
         if self._wiring is None or self._wiring.client is not client:
             collections = Collections.of(client, self._database, self._prefix)
-            summaries = Summaries(collections, self._connection, lease_ms=self._summary_lease_ms)
-            appender = Appender(
-                collections, self._connection, summaries, max_entry_bytes=self._max_entry_bytes
+            sealer = None
+            if self._encryption is not None:
+                keyring = keyring_for(self._encryption, client)
+                sealer = Sealer(keyring, collections, database=self._database, prefix=self._prefix)
+            summaries = Summaries(
+                collections, self._connection, lease_ms=self._summary_lease_ms, sealer=sealer
             )
-            self._wiring = _Wiring(client, collections, summaries, appender)
+            appender = Appender(
+                collections,
+                self._connection,
+                summaries,
+                max_entry_bytes=self._max_entry_bytes,
+                sealer=sealer,
+            )
+            self._wiring = _Wiring(client, collections, sealer, summaries, appender)
         return self._wiring
 
     @property
     def _collections(self) -> Collections:
         return self._wired.collections
+
+    @property
+    def _sealer(self) -> Sealer | None:
+        return self._wired.sealer
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether this store encrypts what it writes."""
+        return self._encryption is not None
 
     async def __aenter__(self) -> Self:
         return self
@@ -242,7 +295,9 @@ class MongoSessionStore:
             await self._ready()
 
     async def ensure_indexes(self) -> None:
-        """Create the store's indexes; idempotent, safe to run from many processes at once.
+        """Create the store's indexes, and the key vault's if encrypted.
+
+        Idempotent, safe to run from many processes at once.
 
         Raises:
             ForeignCollectionError: A collection holds documents the store did not write;
@@ -254,6 +309,8 @@ class MongoSessionStore:
 
     async def _ensure_indexes(self) -> None:
         await self._collections.ensure_indexes()
+        if self._sealer is not None:
+            await self._sealer.keyring.ensure_index()
         client_facts(self._connection.client).indexed.add((self._database, self._prefix))
 
     async def _check_ownership(self) -> None:
@@ -279,6 +336,9 @@ class MongoSessionStore:
         facts = client_facts(self._connection.client)
         if self._create_indexes and (self._database, self._prefix) not in facts.indexed:
             await self._ensure_indexes()
+        sealer = self._sealer
+        if self._create_indexes and sealer is not None and not sealer.keyring.indexed:
+            await sealer.keyring.ensure_index()  # a plain store on this client made the others
         if facts.max_bson is None:
             facts.max_bson = await self._server_max_bson()
         return facts.max_bson
@@ -311,7 +371,7 @@ class MongoSessionStore:
         ident = key_fields(validate_key(key))
         with self._operation("load"):
             await self._owned()
-            entries = await read_entries(self._collections, ident)
+            entries = await read_entries(self._collections, ident, sealer=self._sealer)
         return entries or None
 
     def iter_entries(
@@ -337,6 +397,7 @@ class MongoSessionStore:
         Raises:
             InvalidKeyError: Malformed key or ``after``, raised by this call itself.
             StoreUnavailableError: The server failed while streaming.
+            KeyDestroyedError: ``forget`` destroyed the transcript's data key.
         """
         ident = key_fields(validate_key(key))
         if after is not None and (type(after) is not int or after < 0):
@@ -350,7 +411,7 @@ class MongoSessionStore:
             await self._owned()
             # Closing this iterator must close the reader's cursor now, not at garbage collection.
             async with contextlib.aclosing(
-                iter_stored(self._collections, ident, after=after)
+                iter_stored(self._collections, ident, after=after, sealer=self._sealer)
             ) as items:
                 async for item in items:
                     yield item
@@ -408,6 +469,7 @@ class MongoSessionStore:
             lease_ms=self._summary_lease_ms,
             reconnect_timeout=reconnect_timeout,
             check_open=check_open,
+            sealer=self._sealer,
         )
 
     # -- listing ---------------------------------------------------------------------------
@@ -418,7 +480,7 @@ class MongoSessionStore:
         with self._operation("list_sessions"):
             await self._owned()
             cursor = self._collections.sessions.find(
-                {"project_key": project, "subpath": MAIN_SUBPATH, "seq": {"$gt": 0}},
+                {"project_key": project, "subpath": MAIN_SUBPATH, "seq": {"$gt": 0}, **_VISIBLE},
                 {"_id": 0, "session_id": 1, "mtime": 1, **_POSITIONS},
             )
             return [
@@ -439,7 +501,7 @@ class MongoSessionStore:
         with self._operation("list_session_summaries"):
             await self._owned()
             cursor = self._collections.sessions.find(
-                {"project_key": project, "subpath": MAIN_SUBPATH, "seq": {"$gt": 0}}
+                {"project_key": project, "subpath": MAIN_SUBPATH, "seq": {"$gt": 0}, **_VISIBLE}
             )
             docs = [doc async for doc in cursor if may_hold_entries(doc)]
             for doc in docs:
@@ -447,7 +509,7 @@ class MongoSessionStore:
                 ident = key_fields(key)
                 if doc.get("summary_seq", 0) < doc.get("seq", 0):
                     doc = await self._caught_up(key, ident, doc, fold)
-                summary = summary_view(doc, key)
+                summary = await self._wired.summaries.view(doc, key)
                 if summary is not None:
                     summaries.append(summary)
         return summaries
@@ -473,7 +535,7 @@ class MongoSessionStore:
         with self._operation("list_subkeys"):
             await self._owned()
             cursor = self._collections.sessions.find(
-                {**clean, "subpath": {"$ne": MAIN_SUBPATH}, "seq": {"$gt": 0}},
+                {**clean, "subpath": {"$ne": MAIN_SUBPATH}, "seq": {"$gt": 0}, **_VISIBLE},
                 {"_id": 0, "subpath": 1, **_POSITIONS},
             )
             return sorted([doc["subpath"] async for doc in cursor if may_hold_entries(doc)])
@@ -483,13 +545,20 @@ class MongoSessionStore:
 
         The count settled so far, plus the entries stored past ``settled`` (writers in flight,
         or a block waiting for the lease): one range read of ``entry_seq``, empty as a rule.
+
+        Raises:
+            KeyDestroyedError: ``forget`` destroyed the transcript's data key.
         """
         ident = key_fields(validate_key(key))
         with self._operation("size"):
             await self._owned()
-            doc = await self._collections.sessions.find_one(ident, {"count": 1, **_POSITIONS})
+            doc = await self._collections.sessions.find_one(
+                ident, {"count": 1, "forgotten": 1, **_POSITIONS}
+            )
             if doc is None:
                 return 0
+            if "forgotten" in doc:
+                raise key_destroyed(ident, doc["forgotten"])
             settled, reserved = int(doc.get("settled", 0)), int(doc.get("seq", 0))
             unsettled = 0
             if settled < reserved:
@@ -548,7 +617,13 @@ class MongoSessionStore:
                 {
                     "$set": {"count": 0, "bytes": 0},
                     "$inc": {"deletions": 1},
-                    "$unset": {"summary": "", "summary_escaped": ""},
+                    # A deleted transcript may start again, readable, under a fresh data key.
+                    "$unset": {
+                        "summary": "",
+                        "summary_escaped": "",
+                        "summary_sealed": "",
+                        "forgotten": "",
+                    },
                     "$currentDate": {"mtime": True},
                 },
             )
@@ -587,6 +662,66 @@ class MongoSessionStore:
             if not dry_run:
                 await prune(self._collections, idle)
         return [session.key for session in idle if session.transcripts]
+
+    # -- encryption --------------------------------------------------------------------------
+
+    def _require_sealer(self, operation: str) -> Sealer:
+        if self._sealer is None:
+            raise InvalidStoreOptionsError(
+                f"{operation} needs an encrypted store: pass encryption=EncryptionSettings(...)"
+            )
+        return self._sealer
+
+    async def forget(self, project_key: str) -> Forgotten:
+        """Destroy the project's data key (every key, with ``key_scope="session"``).
+
+        Everything encrypted under it becomes unreadable for good, wherever a copy lives:
+        replicas, backups, exports of the database. Its transcripts stay in the database as
+        ciphertext until deleted or pruned: ``load`` and ``size`` raise ``KeyDestroyedError``,
+        listings leave them out, ``stats`` counts them as forgotten, and appending to one
+        raises ``KeyDestroyedError``. New sessions of the project start afresh under a new
+        key. A process that fetched the key before may still use it for
+        ``EncryptionSettings.key_cache_ms``.
+
+        Returns:
+            How many keys were destroyed and transcripts made unreadable (no key: nothing of
+            the project was encrypted, and nothing is changed).
+
+        Raises:
+            InvalidStoreOptionsError: The store is not encrypted.
+        """
+        project = validate_project_key(project_key)
+        with self._operation("forget"):
+            sealer = self._require_sealer("forget")
+            await self._ready()
+            key_ids = await sealer.project_keys(project)
+            if not key_ids:
+                return Forgotten(project, keys=0, transcripts=0)
+            # Mark first: from now on no process appends to these transcripts.
+            marked = await self._collections.sessions.update_many(
+                {"project_key": project, **_VISIBLE}, {"$currentDate": {"forgotten": True}}
+            )
+            destroyed = await sealer.keyring.destroy(key_ids)
+        return Forgotten(project, keys=destroyed, transcripts=int(marked.modified_count))
+
+    async def rotate_keys(self, project_key: str | None = None) -> int:
+        """Rewrap this store's data keys (or one project's) under the configured master key.
+
+        ``EncryptionSettings.kms_provider`` and ``master_key`` name the new master key;
+        ``kms_providers`` must still hold the old one, to unwrap. No transcript is rewritten.
+
+        Returns:
+            How many data keys were rewrapped.
+
+        Raises:
+            InvalidStoreOptionsError: The store is not encrypted.
+            EncryptionKeyError: A key cannot be unwrapped, or the new master key is refused.
+        """
+        project = None if project_key is None else validate_project_key(project_key)
+        with self._operation("rotate_keys"):
+            sealer = self._require_sealer("rotate_keys")
+            await self._ready()
+            return await sealer.rewrap(project)
 
     async def stats(self, *, largest: int = 10) -> StoreStats:
         """Count sessions, transcripts, entries and bytes; list the ``largest`` sessions.

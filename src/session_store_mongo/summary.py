@@ -4,10 +4,12 @@ Usage::
 
     from session_store_mongo.summary import Summaries, summary_view
 
-    summaries = Summaries(collections, connection, lease_ms=120_000)
+    summaries = Summaries(collections, connection, lease_ms=120_000, sealer=None)
     await summaries.settle_own(key, block, stored)          # after an append's insert
     doc = await summaries.catch_up(key, ident, doc, fold)   # settle whatever is decided
-    summary = summary_view(doc, key)                        # what list_session_summaries shows
+    summary = await summaries.view(doc, key)                # what list_session_summaries shows
+
+In an encrypted store (``sealer``) the summary is sealed in ``summary_sealed``; ``view`` opens it.
 
 Three positions on a transcript's ``sessions`` document, always ``summary_seq <= settled <= seq``:
 
@@ -54,6 +56,7 @@ from .client import Connection
 from .codec import PreparedEntry, decode_entry, encode_entry, epoch_ms
 from .layout import Collections, hole
 from .reader import Slot, read_slots
+from .sealer import SUMMARY_SEALED, Sealer, unseal
 
 if TYPE_CHECKING:
     from .append import Block
@@ -96,11 +99,25 @@ def summary_view(doc: Mapping[str, Any], key: SessionKey) -> SessionSummaryEntry
 class Summaries:
     """Settles the counts and folds the summaries of one store's transcripts."""
 
-    def __init__(self, collections: Collections, connection: Connection, *, lease_ms: int) -> None:
+    def __init__(
+        self,
+        collections: Collections,
+        connection: Connection,
+        *,
+        lease_ms: int,
+        sealer: Sealer | None = None,
+    ) -> None:
         self._collections = collections
         self._sessions = collections.sessions
         self._connection = connection
         self._lease_ms = lease_ms
+        self._sealer = sealer
+
+    async def view(self, doc: dict[str, Any], key: SessionKey) -> SessionSummaryEntry | None:
+        """``summary_view`` of a session document, its summary opened if it is sealed."""
+        if SUMMARY_SEALED in doc:
+            doc = await unseal(self._sealer, doc, doc, SUMMARY_SEALED)
+        return summary_view(doc, key)
 
     async def settle_own(self, key: SessionKey, block: Block, stored: list[PreparedEntry]) -> None:
         """Settle ``block`` after its insert: ``stored`` are the entries it holds.
@@ -172,11 +189,11 @@ class Summaries:
             if settled >= reserved and not behind:
                 return doc
             start = min(folded, settled) if fold is not None else settled
-            slots = await read_slots(self._collections, ident, after=start, upto=reserved)
+            slots = await self._slots(ident, start, reserved)
             decided = _decided_upto(slots, settled, reserved)
             if decided < reserved and self._abandoned(doc):
                 await self._fence(ident, slots, settled, reserved)
-                slots = await read_slots(self._collections, ident, after=start, upto=reserved)
+                slots = await self._slots(ident, start, reserved)
                 decided = _decided_upto(slots, settled, reserved)
             if decided == settled and not behind:
                 return doc  # the next number's writer is still in flight: it settles itself
@@ -209,6 +226,11 @@ class Summaries:
             await self._sessions.update_one(
                 ident, {"$max": {"settled": reserved}, "$unset": {"pending_since": ""}}
             )
+
+    async def _slots(self, ident: dict[str, str], after: int, upto: int) -> list[Slot]:
+        return await read_slots(
+            self._collections, ident, after=after, upto=upto, sealer=self._sealer
+        )
 
     def _abandoned(self, doc: Mapping[str, Any]) -> bool:
         """Whether the oldest unsettled reservation has waited a whole lease."""
@@ -263,11 +285,14 @@ class Summaries:
         if pending is None and int(doc.get("summary_seq", 0)) == settled:
             pending = entries
         if fold is not None and pending is not None:
-            summary = fold(summary_view(doc, key), key, pending)
+            summary = fold(await self.view(doc, key), key, pending)
             stored, escaped = encode_entry(summary["data"], "summary")
-            update["$set"].update(
-                {"summary": stored, "summary_escaped": escaped, "summary_seq": upto}
-            )
+            content: dict[str, Any] = {"summary": stored, "summary_escaped": escaped}
+            if self._sealer is not None:
+                content = {SUMMARY_SEALED: await self._sealer.seal(ident, content)}
+                # A summary written before encryption was turned on must not stay in clear.
+                update.setdefault("$unset", {}).update({"summary": "", "summary_escaped": ""})
+            update["$set"].update({**content, "summary_seq": upto})
             update["$inc"]["summary_version"] = 1
             update["$currentDate"]["summary_at"] = True
             filter_["summary_version"] = doc.get("summary_version", {"$exists": False})

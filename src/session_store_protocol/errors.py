@@ -16,11 +16,14 @@ from collections.abc import Iterable
 
 __all__ = [
     "DuplicateKindError",
+    "EncryptionKeyError",
+    "EncryptionUnavailableError",
     "EntryTooLargeError",
     "ForeignCollectionError",
     "InvalidEntryError",
     "InvalidKeyError",
     "InvalidStoreOptionsError",
+    "KeyDestroyedError",
     "SessionStoreError",
     "StoreAuthenticationError",
     "StoreClosedError",
@@ -64,6 +67,18 @@ class StoreClosedError(SessionStoreError, RuntimeError):
 
 class SummariesUnavailableError(SessionStoreError, ImportError):
     """Session summaries need an optional dependency that is not installed."""
+
+
+class EncryptionUnavailableError(SessionStoreError, ImportError):
+    """Encryption at rest needs an optional dependency that is not installed."""
+
+
+class EncryptionKeyError(SessionStoreError):
+    """A master or data key is missing, wrong or unreachable; the message names no key material."""
+
+
+class KeyDestroyedError(EncryptionKeyError):
+    """The tenant's data key was destroyed (``forget``): what it encrypted is gone for good."""
 
 
 class DuplicateKindError(SessionStoreError, ValueError):

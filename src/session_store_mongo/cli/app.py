@@ -11,7 +11,9 @@ Global options go before or after the command (``CommandGroup``). Every command 
 the store runs all its work on one store (one client) through ``Settings.run``; commands that
 only read never create indexes. Errors end as one line on stderr: exit 1 for store and
 connection failures, exit 2 for usage errors. Everything printed that came from the store or
-the user is shown literally (``literal``), and passwords never appear.
+the user is shown literally (``literal``), and passwords never appear. An encrypted store needs
+``--encryption-config`` (a JSON file of ``EncryptionSettings``), which also enables ``forget``
+and ``rotate-keys``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ from rich.progress import (
 from rich.text import Text
 
 from session_store_protocol import StoreRegistry
-from session_store_protocol.errors import InvalidStoreOptionsError, SummariesUnavailableError
+from session_store_protocol.errors import (
+    InvalidStoreOptionsError,
+    KeyDestroyedError,
+    SummariesUnavailableError,
+)
 from session_store_protocol.types import SessionKey, SessionListSubkeysKey
 
 from ..builder import validate_database_name
@@ -44,7 +50,7 @@ from ..migrate import MigrationReport, migrate
 from ..predecessor import PREDECESSOR, PREDECESSOR_COLLECTION, PREDECESSOR_DATABASE
 from ..reader import StoredEntry
 from ..redact import password_of_url
-from ..store import DEFAULT_COLLECTION_PREFIX, DEFAULT_DATABASE, MongoSessionStore
+from ..store import DEFAULT_COLLECTION_PREFIX, DEFAULT_DATABASE, Forgotten, MongoSessionStore
 from .group import CommandGroup
 from .importer import Importer, ImportReport
 from .layout import ExportFile, LayoutError, Transcript, export_files, find_transcripts, write_file
@@ -122,6 +128,16 @@ def configure(
             "--no-create-indexes for users without the createIndex privilege."
         ),
     ] = True,
+    encryption_config: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="MONGO_ENCRYPTION_CONFIG",
+            show_envvar=True,
+            dir_okay=False,
+            help="JSON file of encryption settings (kms_providers, key_vault_namespace, ...) "
+            "for an encrypted store.",
+        ),
+    ] = None,
 ) -> None:
     """Import, inspect, export and prune Claude Code transcripts in a MongoDB session store."""
     ctx.obj = Settings(
@@ -131,6 +147,7 @@ def configure(
         project=project,
         timeout=timeout,
         create_indexes=create_indexes,
+        encryption_config=encryption_config,
     )
 
 
@@ -425,16 +442,21 @@ def delete_session(
     _check_can_confirm(settings, yes)
 
     async def run(store: MongoSessionStore) -> None:
-        entries = await store.size(key)
+        try:
+            entries = await store.size(key)
+        except KeyDestroyedError:  # forgotten: its ciphertext is still there to delete
+            entries = -1
         subkeys = await store.list_subkeys(
             {"project_key": key["project_key"], "session_id": session}
         )
         if not entries and not subkeys:
             settings.fail(f"session {session} not found in project {key['project_key']}")
-        question = (
-            f"Delete session {session} of project {key['project_key']} "
-            f"({entries} entries, {len(subkeys)} subagent transcripts)?"
+        content = (
+            "forgotten: its data key is destroyed"
+            if entries < 0
+            else f"{entries} entries, {len(subkeys)} subagent transcripts"
         )
+        question = f"Delete session {session} of project {key['project_key']} ({content})?"
         if not yes:
             await _ask(settings, question)
         await store.delete(key)
@@ -493,6 +515,60 @@ def ensure_indexes(ctx: typer.Context) -> None:
 
     where = settings.run(run)
     settings.print_line(f"indexes ensured on {where}")
+
+
+@app.command("forget")
+def forget_project(
+    ctx: typer.Context,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Destroy the data key of --project: its transcripts become unreadable everywhere, for good.
+
+    --project must be given: forget never defaults to the current directory's project.
+    """
+    settings = _settings(ctx)
+    if settings.encryption_config is None:
+        settings.fail("forget needs an encrypted store: pass --encryption-config", EXIT_USAGE)
+    if settings.project is None:
+        settings.fail("forget needs --project: the project whose data key to destroy", EXIT_USAGE)
+    project_key = settings.project
+    _check_can_confirm(settings, yes)
+
+    async def run(store: MongoSessionStore) -> Forgotten:
+        if not yes:
+            sessions = await store.list_sessions(project_key)
+            await _ask(
+                settings,
+                f"Destroy the data key of project {project_key}? Its {len(sessions)} sessions "
+                "become unreadable for good, in every replica and backup. This cannot be undone.",
+            )
+        return await store.forget(project_key)
+
+    done = settings.run(run, writes=True)
+    if not done.keys:
+        settings.fail(
+            f"project {project_key} has no data key: nothing of it was encrypted, nothing "
+            "changed (delete removes plaintext transcripts)"
+        )
+    settings.print_line(
+        f"destroyed {done.keys} data key(s) of project {project_key}: "
+        f"{done.transcripts} transcripts are unreadable for good"
+    )
+
+
+@app.command("rotate-keys")
+def rotate_keys(ctx: typer.Context) -> None:
+    """Rewrap the data keys (of --project, if given; else all) under the configured master key.
+
+    The encryption config's kms_provider and master_key name the new master key; its
+    kms_providers must still hold the old one. No transcript is rewritten.
+    """
+    settings = _settings(ctx)
+    if settings.encryption_config is None:
+        settings.fail("rotate-keys needs an encrypted store: pass --encryption-config", EXIT_USAGE)
+    only = settings.project
+    count = settings.run(lambda store: store.rotate_keys(only), writes=True)
+    settings.print_line(f"rewrapped {count} data keys")
 
 
 @app.command("stats")

@@ -6,10 +6,11 @@ Usage::
     rows = settings.run(lambda store: store.list_sessions(settings.project_key))
     settings.fail("session s not found")          # one red line on stderr, exit 1
 
-``run`` opens one ``MongoSessionStore`` (one client) inside ``asyncio.run``, hands it to the
-command's coroutine, and closes it. Every error ends as one line on stderr: exit 1 for store and
-connection failures, exit 2 for usage errors; passwords are scrubbed and the text is shown
-literally (``literal``).
+``run`` opens one ``MongoSessionStore`` (one client; encrypted with the settings of
+``--encryption-config``, a JSON file that keeps key material off the command line) inside
+``asyncio.run``, hands it to the command's coroutine, and closes it. Every error ends as one
+line on stderr: exit 1 for store and connection failures, exit 2 for usage errors; passwords
+are scrubbed and the text is shown literally (``literal``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -36,6 +38,7 @@ from session_store_protocol.errors import (
 from session_store_protocol.types import SessionKey
 
 from ..builder import validate_collection_prefix, validate_database_name
+from ..encryption import EncryptionSettings
 from ..redact import password_of_url, redact_text
 from ..store import MongoSessionStore
 from .layout import project_key_for_directory
@@ -104,6 +107,8 @@ class Settings:
     project: str | None
     timeout: float | None
     create_indexes: bool = True
+    encryption_config: Path | None = None
+    """``--encryption-config``: the encryption settings of an encrypted store."""
     out: Console = field(default_factory=Console)
     err: Console = field(default_factory=lambda: Console(stderr=True))
 
@@ -172,12 +177,16 @@ class Settings:
         async def run() -> T:
             validate_database_name(self.database)
             validate_collection_prefix(self.collection_prefix)
+            encryption = None
+            if self.encryption_config is not None:
+                encryption = EncryptionSettings.from_file(self.encryption_config)
             store = MongoSessionStore(
                 url=url,
                 database=self.database,
                 collection_prefix=self.collection_prefix,
                 client_options=self.client_options(),
                 create_indexes=writes and self.create_indexes,
+                encryption=encryption,
             )
             async with store:
                 return await operation(store)
