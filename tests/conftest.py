@@ -18,13 +18,14 @@ from pymongo import AsyncMongoClient
 
 from session_store_mongo import MongoSessionStore
 from session_store_protocol import InMemorySessionStore, SessionStore
-from tests.support import IN_CI, MONGO_URL, StoreFactory, unique_name
+from tests.support import IN_CI, MONGO_URL, StoreFactory, encryption_settings, unique_name
 
 STORE_TIERS = [
     "memory",
     "mongo-mongomock",
     pytest.param("mongo-live", marks=pytest.mark.live),
     pytest.param("mongo-motor", marks=pytest.mark.live),
+    pytest.param("mongo-encrypted", marks=pytest.mark.live),
 ]
 """Every store and tier the contract runs over; adding a tier is one line here."""
 
@@ -118,6 +119,11 @@ class _Tier:
         elif self.tier == "mongo-live":
             assert MONGO_URL
             store = MongoSessionStore(url=MONGO_URL, database=database)
+        elif self.tier == "mongo-encrypted":
+            assert MONGO_URL
+            store = MongoSessionStore(
+                url=MONGO_URL, database=database, encryption=encryption_settings(database)
+            )
         elif self.tier == "mongo-motor":
             from motor.motor_asyncio import AsyncIOMotorClient
 
@@ -134,7 +140,7 @@ class _Tier:
     async def cleanup(self) -> None:
         for store in self.stores:
             await store.close()
-        if self.tier in ("mongo-live", "mongo-motor") and MONGO_URL:
+        if self.tier in ("mongo-live", "mongo-motor", "mongo-encrypted") and MONGO_URL:
             client: AsyncMongoClient[Any] = AsyncMongoClient(MONGO_URL)
             for database in self.databases:
                 await client.drop_database(database)

@@ -2,7 +2,7 @@
 
 Usage::
 
-    from tests.support import FIXTURES, StoreFactory, store_collection, unique_name
+    from tests.support import FIXTURES, StoreFactory, encryption_settings, store_collection
 """
 
 from __future__ import annotations
@@ -14,15 +14,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from session_store_mongo import MongoSessionStore
+from session_store_mongo import EncryptionSettings, MongoSessionStore
 from session_store_protocol import SessionStore
 
 __all__ = [
     "FIXTURES",
     "IN_CI",
+    "MASTER_KEY",
     "MONGO_URL",
     "REPO_ROOT",
     "StoreFactory",
+    "encryption_settings",
     "predecessor_document",
     "store_collection",
     "unique_name",
@@ -34,6 +36,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 StoreFactory = Callable[[], SessionStore]
+
+MASTER_KEY = os.urandom(96)
+"""The tests' local master key (libmongocrypt's ``local`` provider takes 96 bytes)."""
 
 
 def unique_name(prefix: str = "t") -> str:
@@ -56,3 +61,14 @@ def predecessor_document(
         "entries": entries,
         "updatedAt": updated_at,
     }
+
+
+def encryption_settings(
+    database: str, master_key: bytes = MASTER_KEY, **settings: Any
+) -> EncryptionSettings:
+    """Encryption under a local master key, with the key vault inside ``database``."""
+    return EncryptionSettings(
+        kms_providers={"local": {"key": master_key}},
+        key_vault_namespace=f"{database}.__keyVault",
+        **settings,
+    )

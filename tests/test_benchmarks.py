@@ -46,6 +46,8 @@ def test_quick_benchmark_writes_table_and_plot_and_loses_nothing(
     assert "### Append latency" in report
     assert "| store (pymongo) |" in report
     assert "| seed design (one doc) | " in report
+    assert "### Encryption overhead" in report
+    assert "| encrypted store (pymongo) |" in report
     assert (tmp_path / "latest.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     verdicts = _correct_cells(report)
     assert len(verdicts) >= 3  # two concurrent-writer runs and the import

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
-from session_store_mongo import DEFAULT_DATABASE, mongo_session_store_builder
+from session_store_mongo import DEFAULT_DATABASE, EncryptionSettings, mongo_session_store_builder
 from session_store_mongo.plugin import register_session_stores, settings_from_environment
 from session_store_protocol import (
     InvalidStoreOptionsError,
@@ -177,6 +178,19 @@ def test_environment_gives_the_allow_lists() -> None:
         "allowed_collection_prefixes": ["x_"],
     }
     assert settings_from_environment({"MONGO_URL": NOWHERE}) == {"url": NOWHERE}
+
+
+def test_plugin_reads_encryption_settings_from_a_file(tmp_path: Path) -> None:
+    """MONGO_ENCRYPTION_CONFIG names a JSON file of encryption settings, read server-side."""
+    config = tmp_path / "encryption.json"
+    config.write_text(
+        '{"kms_providers": {"local": {"key": "%s"}}, "key_scope": "session"}' % ("A" * 128),
+        encoding="utf-8",
+    )
+    environ = {"MONGO_URL": NOWHERE, "MONGO_ENCRYPTION_CONFIG": str(config)}
+    encryption = settings_from_environment(environ)["encryption"]
+    assert isinstance(encryption, EncryptionSettings)
+    assert (encryption.kms_provider, encryption.key_scope) == ("local", "session")
 
 
 def test_plugin_without_url_says_how_to_configure(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -149,6 +149,16 @@ def test_multi_tenant_isolates_tenants_and_refuses_bad_configs(
     assert "wire options ['url'] are not accepted" in refused[2]
 
 
+def test_encryption_seals_then_forgets(database: Callable[[str], str]) -> None:
+    """The encryption example stores ciphertext, then forget makes the session unreadable."""
+    out = succeeded(run_example("encryption.py", "--database", database("enc")))
+    assert "'message': 'Salaries: alice 120k, bob 95k'" in out
+    assert "readable 'alice' in the document: False" in out
+    assert "forget destroyed 1 data key; 1 transcript(s)" in out
+    assert "load after forget: KeyDestroyedError:" in out
+    assert "sessions listed after forget: []" in out
+
+
 def test_retention_prunes_only_the_idle_session(database: Callable[[str], str]) -> None:
     """One pass of the retention loop deletes the backdated session and keeps the fresh one."""
     out = succeeded(run_example("retention.py", "--database", database("ret"), "--once"))

@@ -12,7 +12,7 @@ from pymongo import monitoring
 
 from session_store_mongo import MongoSessionStore, StoredEntry
 from session_store_protocol import InvalidKeyError, SessionKey
-from tests.support import unique_name
+from tests.support import encryption_settings, unique_name
 
 KEY: SessionKey = {"project_key": "proj", "session_id": "sess"}
 SUB: SessionKey = {**KEY, "subpath": "subagents/agent-1"}
@@ -42,15 +42,22 @@ class _Names(monitoring.CommandListener):
         pass
 
 
-@pytest.fixture(params=["mongomock", pytest.param("live", marks=pytest.mark.live)])
+@pytest.fixture(
+    params=[
+        "mongomock",
+        pytest.param("live", marks=pytest.mark.live),
+        pytest.param("encrypted", marks=pytest.mark.live),
+    ]
+)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[MongoSessionStore]:
-    """A Mongo store in process (mongomock-motor) and on the live server."""
+    """A Mongo store in process (mongomock-motor), on the live server, and encrypted there."""
     database = unique_name("iter")
     if request.param == "mongomock":
         yield MongoSessionStore(client=AsyncMongoMockClient(), database=database)
         return
     url = request.getfixturevalue("mongo_url")
-    live = MongoSessionStore(url=url, database=database)
+    encryption = encryption_settings(database) if request.param == "encrypted" else None
+    live = MongoSessionStore(url=url, database=database, encryption=encryption)
     yield live
     await live.client.drop_database(database)
     await live.close()

@@ -16,7 +16,8 @@ def test_metadata_links_homepage_source_issues_changelog_and_docs() -> None:
 
 def test_only_user_extras_are_published() -> None:
     """Extras are what users install; development tools are a dependency group, not an extra."""
-    assert set(DISTRIBUTION.get_all("Provides-Extra") or []) == {"summaries", "motor", "cli"}
+    extras = set(DISTRIBUTION.get_all("Provides-Extra") or [])
+    assert extras == {"summaries", "motor", "cli", "encryption"}
 
 
 def test_console_script_runs_the_cli_package() -> None:

@@ -1,0 +1,559 @@
+"""Encryption at rest: what is sealed, per-tenant keys, forget, rotate-keys and their errors.
+
+The contract kit and the SDK's conformance suite run on an encrypted store too (tier
+``mongo-encrypted`` in ``conftest.py``); this module checks what only encryption promises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import bson
+import pytest
+from pymongo import AsyncMongoClient
+
+from session_store_mongo import (
+    DEFAULT_COLLECTION_PREFIX,
+    EncryptionSettings,
+    MongoSessionStore,
+    mongo_session_store_builder,
+)
+from session_store_protocol import (
+    EncryptionKeyError,
+    EncryptionUnavailableError,
+    InvalidStoreOptionsError,
+    KeyDestroyedError,
+    SessionKey,
+)
+from tests.support import MASTER_KEY, REPO_ROOT, encryption_settings, unique_name
+
+MARKER = "PLAINTEXT-MARKER-3f9a"
+PROJECT = "acme"
+KEY: SessionKey = {"project_key": PROJECT, "session_id": "s1"}
+SUB: SessionKey = {**KEY, "subpath": "subagents/agent-1"}
+VAULT = "__keyVault"
+
+
+def entries(tag: str, count: int = 3) -> list[Any]:
+    """User messages that carry the marker in their uuid and their text."""
+    return [
+        {
+            "type": "user",
+            "uuid": f"{tag}-{n}-{MARKER}",
+            "message": {"role": "user", "content": f"{tag} {n}: {MARKER}"},
+        }
+        for n in range(count)
+    ]
+
+
+def key_material(master_key: bytes) -> list[str]:
+    """Every form in which a master key could leak into a message."""
+    return [base64.b64encode(master_key).decode(), master_key.hex(), repr(master_key)[2:40]]
+
+
+@pytest.fixture
+async def database(mongo_url: str) -> AsyncIterator[str]:
+    """A database of the test's own (the key vault lives in it), dropped afterwards."""
+    name = unique_name("enc")
+    yield name
+    client: AsyncMongoClient[Any] = AsyncMongoClient(mongo_url)
+    await client.drop_database(name)
+    await client.close()
+
+
+def encrypted(url: str, database: str, **settings: Any) -> MongoSessionStore:
+    """An encrypted store on ``database`` under the tests' master key (or ``master_key=``)."""
+    return MongoSessionStore(
+        url=url, database=database, encryption=encryption_settings(database, **settings)
+    )
+
+
+async def raw_documents(client: AsyncMongoClient[Any], database: str) -> list[bytes]:
+    """Every document of the store's collections, as the BSON the server holds."""
+    found = []
+    for name in ("entries", "sessions", "entry_chunks"):
+        async for doc in client[database][DEFAULT_COLLECTION_PREFIX + name].find():
+            found.append(bson.encode(doc))
+    return found
+
+
+async def vault_keys(client: AsyncMongoClient[Any], database: str) -> list[dict[str, Any]]:
+    return [doc async for doc in client[database][VAULT].find()]
+
+
+# -- what is sealed ----------------------------------------------------------------------------
+
+
+@pytest.mark.live
+@pytest.mark.sdk
+async def test_raw_documents_hold_no_plaintext(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
+) -> None:
+    """Entries, uuids, escaped keys, chunks and summaries are ciphertext; key fields stay clear."""
+    awkward = {"type": "x", "uuid": f"esc-{MARKER}", "$set": {"a.b": MARKER}, "big": 2**70}
+    no_uuid = {"type": "system", "text": MARKER}
+    huge = {"type": "tool_result", "uuid": f"huge-{MARKER}", "content": "x" * (17 << 20) + MARKER}
+    main = [*entries("main"), awkward, no_uuid, huge]
+    async with encrypted(mongo_url, database) as store:
+        await store.append(KEY, main)
+        await store.append(SUB, entries("sub"))
+        assert await store.load(KEY) == main
+        assert await store.load(SUB) == entries("sub")
+        summaries = await store.list_session_summaries(PROJECT)
+    assert MARKER in json.dumps(summaries)  # the summary holds user text: worth sealing
+    raw = await raw_documents(live_client, database)
+    assert (
+        await live_client[database][DEFAULT_COLLECTION_PREFIX + "entries"].count_documents({})
+        == len(main) + 3
+    )
+    assert (
+        await live_client[database][DEFAULT_COLLECTION_PREFIX + "entry_chunks"].count_documents({})
+        == 3
+    )  # 8 MB parts
+    assert not [doc[:200] for doc in raw if MARKER.encode() in doc]
+    sessions = [
+        doc async for doc in live_client[database][DEFAULT_COLLECTION_PREFIX + "sessions"].find()
+    ]
+    main_session = next(doc for doc in sessions if doc["subpath"] == "")
+    assert "summary" not in main_session
+    assert main_session["summary_sealed"].subtype == 6
+    stored = await live_client[database][DEFAULT_COLLECTION_PREFIX + "entries"].find_one(
+        {**KEY, "subpath": "", "seq": 1}
+    )
+    assert stored is not None
+    assert set(stored) == {"_id", "project_key", "session_id", "subpath", "seq", "dedupe", "sealed"}
+
+
+@pytest.mark.live
+async def test_retried_batch_from_another_process_is_skipped(mongo_url: str, database: str) -> None:
+    """Two stores (two processes' keyrings) derive the same dedupe values: a retry is skipped."""
+    batch = entries("retry")
+    async with encrypted(mongo_url, database) as first, encrypted(mongo_url, database) as second:
+        await first.append(KEY, batch)
+        await second.append(KEY, [*batch, *entries("new", 1)])
+        assert await second.load(KEY) == [*batch, *entries("new", 1)]
+
+
+@pytest.mark.live
+async def test_first_writes_race_to_one_key_per_tenant(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
+) -> None:
+    """Stores racing to write a new tenant's first entries end up with one data key."""
+    stores = [encrypted(mongo_url, database) for _ in range(5)]
+    try:
+        await asyncio.gather(
+            *(
+                store.append({"project_key": PROJECT, "session_id": f"s{n}"}, entries(f"w{n}"))
+                for n, store in enumerate(stores)
+            )
+        )
+    finally:
+        for store in stores:
+            await store.close()
+    keys = await vault_keys(live_client, database)
+    assert len(keys) == 1
+    assert json.loads(keys[0]["keyAltNames"][0]) == [
+        "session-store-mongo",
+        database,
+        DEFAULT_COLLECTION_PREFIX,
+        PROJECT,
+    ]
+    async with encrypted(mongo_url, database) as reader:
+        for n in range(5):
+            assert await reader.load({"project_key": PROJECT, "session_id": f"s{n}"}) == entries(
+                f"w{n}"
+            )
+
+
+@pytest.mark.live
+async def test_key_vault_without_its_unique_index_is_refused(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
+) -> None:
+    """A key vault whose keyAltNames index is not unique cannot keep one key per tenant: refused."""
+    await live_client[database][VAULT].create_index("keyAltNames", name="keyAltNames_1")
+    async with encrypted(mongo_url, database) as store:
+        with pytest.raises(InvalidStoreOptionsError, match="unique index on keyAltNames"):
+            await store.append(KEY, entries("x"))
+    assert await vault_keys(live_client, database) == []
+
+
+@pytest.mark.live
+async def test_plaintext_from_before_encryption_stays_readable(
+    mongo_url: str, database: str
+) -> None:
+    """Turning encryption on reads earlier plaintext entries; a plain store refuses sealed ones."""
+    async with MongoSessionStore(url=mongo_url, database=database) as plain:
+        await plain.append(KEY, entries("before"))
+    async with encrypted(mongo_url, database) as store:
+        await store.append(KEY, entries("after"))
+        assert await store.load(KEY) == [*entries("before"), *entries("after")]
+    async with MongoSessionStore(url=mongo_url, database=database) as plain:
+        with pytest.raises(EncryptionKeyError, match="is encrypted"):
+            await plain.load(KEY)
+
+
+# -- forget ------------------------------------------------------------------------------------
+
+
+@pytest.mark.live
+async def test_forget_makes_the_tenant_unreadable_and_says_why(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
+) -> None:
+    """After forget, reads and counts raise KeyDestroyedError, listings leave the tenant out."""
+    other: SessionKey = {"project_key": "other", "session_id": "s1"}
+    async with encrypted(mongo_url, database) as store:
+        await store.append(KEY, entries("main"))
+        await store.append(SUB, entries("sub"))
+        await store.append(other, entries("other"))
+        done = await store.forget(PROJECT)
+        assert (done.keys, done.transcripts) == (1, 2)
+        for read in (store.load(KEY), store.load(SUB), store.size(KEY)):
+            with pytest.raises(KeyDestroyedError, match="destroyed by forget"):
+                await read
+        assert await store.list_sessions(PROJECT) == []
+        assert await store.list_subkeys({"project_key": PROJECT, "session_id": "s1"}) == []
+        stats = await store.stats()
+        assert (stats.sessions, stats.forgotten) == (2, 1)
+        assert await store.load(other) == entries("other")
+        assert (await store.forget(PROJECT)).keys == 0
+    async with encrypted(mongo_url, database) as fresh:
+        with pytest.raises(KeyDestroyedError):
+            await fresh.load(KEY)
+        assert await fresh.load(other) == entries("other")
+    assert len(await vault_keys(live_client, database)) == 1  # other's key only
+
+
+@pytest.mark.live
+async def test_forgotten_transcript_refuses_appends_new_sessions_start_afresh(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
+) -> None:
+    """Appending to a forgotten transcript fails, counts untouched; a new session works."""
+    async with encrypted(mongo_url, database) as store:
+        await store.append(KEY, entries("old"))
+        await store.forget(PROJECT)
+        with pytest.raises(KeyDestroyedError):
+            await store.append(KEY, entries("more"))
+        session = await live_client[database][DEFAULT_COLLECTION_PREFIX + "sessions"].find_one(
+            {**KEY, "subpath": ""}
+        )
+        assert session is not None
+        assert (session["count"], session["landed"]) == (3, session["seq"])
+        fresh_key: SessionKey = {"project_key": PROJECT, "session_id": "s2"}
+        await store.append(fresh_key, entries("new"))
+        assert await store.load(fresh_key) == entries("new")
+        assert [s["session_id"] for s in await store.list_sessions(PROJECT)] == ["s2"]
+        await store.delete(KEY)  # deleting the ciphertext lets the session id start again
+        await store.append(KEY, entries("again"))
+        assert await store.load(KEY) == entries("again")
+
+
+@pytest.mark.live
+async def test_forget_reaches_every_session_key_and_no_other_project(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
+) -> None:
+    """With one key per session, forget destroys all of the project's, none of a look-alike's."""
+    async with encrypted(mongo_url, database, key_scope="session") as store:
+        for session in ("a", "b"):
+            await store.append({"project_key": PROJECT, "session_id": session}, entries(session))
+        lookalike: SessionKey = {"project_key": PROJECT + '"', "session_id": "a"}
+        prefixed: SessionKey = {"project_key": PROJECT + "-2", "session_id": "a"}
+        await store.append(lookalike, entries("l"))
+        await store.append(prefixed, entries("p"))
+        assert len(await vault_keys(live_client, database)) == 4
+        assert (await store.forget(PROJECT)).keys == 2
+        assert await store.load(lookalike) == entries("l")
+        assert await store.load(prefixed) == entries("p")
+    assert len(await vault_keys(live_client, database)) == 2
+
+
+@pytest.mark.live
+async def test_key_cache_bounds_how_long_another_process_still_reads(
+    mongo_url: str, database: str
+) -> None:
+    """A process holding the key reads on for key_cache_ms after forget, then it cannot."""
+    async with (
+        encrypted(mongo_url, database) as forgetter,
+        encrypted(mongo_url, database) as holder,
+        encrypted(mongo_url, database, key_cache_ms=100) as short,
+    ):
+        await forgetter.append(KEY, entries("cached"))
+        assert await holder.load(KEY) == entries("cached")
+        assert await short.load(KEY) == entries("cached")
+        await forgetter.forget(PROJECT)
+        with pytest.raises(KeyDestroyedError):
+            await forgetter.load(KEY)  # the forgetting process drops its cache at once
+        assert await holder.load(KEY) == entries("cached")  # the documented window
+        await asyncio.sleep(0.3)
+        with pytest.raises(KeyDestroyedError):
+            await short.load(KEY)
+
+
+@pytest.mark.live
+async def test_forget_and_rotate_need_an_encrypted_store(mongo_url: str, database: str) -> None:
+    """A plain store has no key to destroy or rewrap: a clear options error."""
+    async with MongoSessionStore(url=mongo_url, database=database) as plain:
+        with pytest.raises(InvalidStoreOptionsError, match="encrypted store"):
+            await plain.forget(PROJECT)
+        with pytest.raises(InvalidStoreOptionsError, match="encrypted store"):
+            await plain.rotate_keys()
+
+
+# -- rotate-keys -------------------------------------------------------------------------------
+
+
+@pytest.mark.live
+async def test_rotate_keys_rewraps_without_rewriting_transcripts(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
+) -> None:
+    """After rotation only the new master key opens the data keys; no entry document changed."""
+    new_master = os.urandom(96)
+    namespace = f"{database}.{VAULT}"
+    async with encrypted(mongo_url, database) as store:
+        await store.append(KEY, entries("rotate"))
+    before = await raw_documents(live_client, database)
+    both = EncryptionSettings(
+        kms_providers={"local": {"key": MASTER_KEY}, "local:next": {"key": new_master}},
+        kms_provider="local:next",
+        key_vault_namespace=namespace,
+    )
+    async with MongoSessionStore(url=mongo_url, database=database, encryption=both) as rotating:
+        assert await rotating.rotate_keys() == 1
+    assert await raw_documents(live_client, database) == before
+    only_new = EncryptionSettings(
+        kms_providers={"local:next": {"key": new_master}}, key_vault_namespace=namespace
+    )
+    async with MongoSessionStore(url=mongo_url, database=database, encryption=only_new) as store:
+        assert await store.load(KEY) == entries("rotate")
+    async with encrypted(mongo_url, database) as old_only:
+        with pytest.raises(EncryptionKeyError) as raised:
+            await old_only.load(KEY)
+    for secret in key_material(MASTER_KEY) + key_material(new_master):
+        assert secret not in str(raised.value)
+
+
+# -- bad keys and settings ---------------------------------------------------------------------
+
+
+@pytest.mark.live
+async def test_wrong_master_key_is_a_typed_error_without_key_material(
+    mongo_url: str, database: str
+) -> None:
+    """Reading or writing under the wrong master key raises EncryptionKeyError, no key shown."""
+    wrong = os.urandom(96)
+    async with encrypted(mongo_url, database) as store:
+        await store.append(KEY, entries("right"))
+    async with encrypted(mongo_url, database, master_key=wrong) as store:
+        with pytest.raises(EncryptionKeyError, match="master key") as on_read:
+            await store.load(KEY)
+        with pytest.raises(EncryptionKeyError, match="master key") as on_write:
+            await store.append(KEY, entries("wrong"))
+    for raised in (on_read, on_write):
+        assert not isinstance(raised.value, KeyDestroyedError)
+        for secret in key_material(wrong) + key_material(MASTER_KEY):
+            assert secret not in str(raised.value)
+    async with encrypted(mongo_url, database) as store:
+        assert await store.load(KEY) == entries("right")  # nothing written under the wrong key
+
+
+@pytest.mark.live
+async def test_unreachable_kms_names_no_credential(mongo_url: str, database: str) -> None:
+    """A KMS that cannot be reached is an EncryptionKeyError naming none of its credentials."""
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    settings = EncryptionSettings(
+        kms_providers={"aws": {"accessKeyId": "AKIAIOSFODNN7EXAMPLE", "secretAccessKey": secret}},
+        master_key={"region": "us-east-1", "key": "arn:aws:kms:x", "endpoint": "127.0.0.1:1"},
+        key_vault_namespace=f"{database}.{VAULT}",
+    )
+    async with MongoSessionStore(url=mongo_url, database=database, encryption=settings) as store:
+        with pytest.raises(EncryptionKeyError) as raised:
+            await store.append(KEY, entries("kms"))
+    assert secret not in str(raised.value)
+    assert "AKIAIOSFODNN7EXAMPLE" not in str(raised.value)
+    assert secret not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "providers",
+    [{}, {"local": {}}, {"local": {"key": b"short"}}, {"local": {"key": "bm90IDk2IGJ5dGVz"}}],
+)
+def test_missing_master_key_is_a_typed_error(providers: dict[str, Any]) -> None:
+    """No master key, or one libmongocrypt refuses, fails at construction, naming no key."""
+    with pytest.raises(EncryptionKeyError) as raised:
+        MongoSessionStore(
+            url="mongodb://127.0.0.1:1",
+            encryption=EncryptionSettings(kms_providers=providers),
+        )
+    assert "bm90IDk2IGJ5dGVz" not in str(raised.value)
+    assert "short" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"key_vault_namespace": "novault"}, "database.collection"),
+        ({"key_scope": "tenant"}, "key_scope"),
+        ({"key_cache_ms": 0}, "key_cache_ms"),
+        ({"kms_provider": "aws"}, "no master key for KMS provider"),
+        ({"surprise": 1}, "unknown encryption settings"),
+    ],
+)
+def test_malformed_settings_are_refused(settings: dict[str, Any], message: str) -> None:
+    """Settings are validated before anything is built."""
+    with pytest.raises((InvalidStoreOptionsError, EncryptionKeyError), match=message):
+        EncryptionSettings.from_mapping(
+            {"kms_providers": {"local": {"key": MASTER_KEY}}, **settings}
+        )
+
+
+def test_remote_provider_needs_its_master_key() -> None:
+    """aws, azure and gcp must be told which master key wraps the data keys."""
+    with pytest.raises(InvalidStoreOptionsError, match="master_key"):
+        EncryptionSettings(kms_providers={"aws": {"accessKeyId": "a", "secretAccessKey": "b"}})
+
+
+def test_repr_and_unreadable_file_show_no_key(tmp_path: Any) -> None:
+    """Neither repr() nor a malformed settings file echo key material."""
+    settings = EncryptionSettings(kms_providers={"local": {"key": MASTER_KEY}})
+    for secret in key_material(MASTER_KEY):
+        assert secret not in repr(settings)
+    path = tmp_path / "encryption.json"
+    path.write_text('{"kms_providers": {"local": {"key": "c2VjcmV0LWtleS1tYXRlcmlhbA=="}}', "utf-8")
+    with pytest.raises(InvalidStoreOptionsError, match="not valid JSON") as raised:
+        EncryptionSettings.from_file(path)
+    assert "c2VjcmV0" not in str(raised.value)
+
+
+def test_missing_extra_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without pymongocrypt, an encrypted store is an ImportError naming the extra."""
+    monkeypatch.setitem(sys.modules, "pymongocrypt", None)
+    with pytest.raises(EncryptionUnavailableError, match=r"session-store-mongo\[encryption\]"):
+        MongoSessionStore(
+            url="mongodb://127.0.0.1:1",
+            encryption=EncryptionSettings(kms_providers={"local": {"key": MASTER_KEY}}),
+        )
+    assert issubclass(EncryptionUnavailableError, ImportError)
+
+
+def test_encryption_needs_pymongo_async_client() -> None:
+    """Motor and mongomock clients cannot carry libmongocrypt's key vault: refused clearly."""
+    from mongomock_motor import AsyncMongoMockClient
+
+    with pytest.raises(InvalidStoreOptionsError, match="AsyncMongoClient"):
+        MongoSessionStore(
+            client=AsyncMongoMockClient(),
+            encryption=EncryptionSettings(kms_providers={"local": {"key": MASTER_KEY}}),
+        )
+
+
+# -- the builder: server-side only -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        {"encryption": None},
+        {"encryption": {"kms_providers": {"local": {"key": "AAAA"}}}},
+        {"kms_providers": {}},
+        {"key_vault_namespace": "attacker.keys"},
+        {"key_scope": "session"},
+    ],
+)
+def test_wire_cannot_touch_encryption(wire: dict[str, Any]) -> None:
+    """Every encryption setting from the wire is refused; the server's settings stand."""
+    builder = mongo_session_store_builder(
+        {
+            "url": "mongodb://127.0.0.1:1",
+            "encryption": {"kms_providers": {"local": {"key": MASTER_KEY}}},
+        }
+    )
+    with pytest.raises(InvalidStoreOptionsError, match="not accepted"):
+        builder(wire)
+
+
+@pytest.mark.live
+async def test_builder_stores_all_encrypt_with_one_keyring(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
+) -> None:
+    """Stores built for wire databases encrypt under the server's settings, one keyring shared."""
+    other = unique_name("enc")
+    builder = mongo_session_store_builder(
+        {
+            "url": mongo_url,
+            "allowed_databases": [database, other],
+            "encryption": {
+                "kms_providers": {"local": {"key": MASTER_KEY}},
+                "key_vault_namespace": f"{database}.{VAULT}",
+            },
+        }
+    )
+    try:
+        first, second = builder({"database": database}), builder({"database": other})
+        assert first.encrypted
+        assert second.encrypted
+        keyrings = {id(store._sealer.keyring) for store in (first, second) if store._sealer}
+        assert len(keyrings) == 1  # one key cache for every store on the client
+        await first.append(KEY, entries("a"))
+        await second.append(KEY, entries("b"))
+        assert await second.load(KEY) == entries("b")
+        for name in (database, other):
+            assert not [
+                doc for doc in await raw_documents(live_client, name) if MARKER.encode() in doc
+            ]
+        assert len(await vault_keys(live_client, database)) == 2  # one per database's tenant
+    finally:
+        await builder.aclose()
+        await live_client.drop_database(other)
+
+
+LOOP_JOB = """
+import asyncio, gc, os, sys, warnings
+from session_store_mongo import mongo_session_store_builder
+
+warnings.simplefilter("error", ResourceWarning)  # an unclosed client fails the run
+database = sys.argv[2]
+builder = mongo_session_store_builder({
+    "url": sys.argv[1],
+    "database": database,
+    "encryption": {
+        "kms_providers": {"local": {"key": os.urandom(96)}},
+        "key_vault_namespace": database + ".__keyVault",
+    },
+})
+key = {"project_key": "proj", "session_id": "loops"}
+shared = builder(None)  # one store object, used by every job
+
+async def job(n):
+    await builder(None).append(key, [{"type": "user", "uuid": f"job{n}"}])
+    return await shared.load(key)
+
+for n in range(3):
+    loaded = asyncio.run(job(n))  # each loop has a client, and a keyring, of its own
+print(",".join(entry["uuid"] for entry in loaded))
+asyncio.run(builder.aclose())
+gc.collect()
+"""
+
+
+@pytest.mark.live
+async def test_encrypted_stores_work_in_one_event_loop_after_another(
+    mongo_url: str, database: str
+) -> None:
+    """``asyncio.run`` per job: each loop's client gets its keyring; one data key serves all."""
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-X", "dev", "-c", LOOP_JOB, mongo_url, database],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["job0,job1,job2"]
+    assert "ResourceWarning" not in result.stderr
