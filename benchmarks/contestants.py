@@ -26,7 +26,7 @@ from benchmarks.seed_design import SeedDesignStore
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
 
-from session_store_mongo import MongoSessionStore
+from session_store_mongo import EncryptionSettings, MongoSessionStore
 from session_store_mongo.driver import maybe_await
 from session_store_mongo.layout import key_fields
 from session_store_protocol.types import SessionKey, SessionStoreEntry
@@ -76,14 +76,22 @@ class StoreContestant(Contestant):
     """``MongoSessionStore`` on an injected client (PyMongo async or Motor).
 
     With ``subpath``, every key names a subagent transcript: appends skip the summary step,
-    which shows what the main transcript's third round trip (the summary write) costs.
+    which shows what the main transcript's third round trip (the summary write) costs. With
+    ``encryption``, the store encrypts at rest (keep its key vault in ``database``, so that
+    ``drop`` removes it too).
     """
 
     def __init__(
-        self, name: str, client: Any, database: str, *, subpath: str | None = None
+        self,
+        name: str,
+        client: Any,
+        database: str,
+        *,
+        subpath: str | None = None,
+        encryption: EncryptionSettings | None = None,
     ) -> None:
         super().__init__(name, client, database)
-        self.store = MongoSessionStore(client=client, database=database)
+        self.store = MongoSessionStore(client=client, database=database, encryption=encryption)
         self.subpath = subpath
 
     def _key(self, key: SessionKey) -> SessionKey:

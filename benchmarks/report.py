@@ -23,7 +23,9 @@ from benchmarks.follow_latency import FollowResult, percentile_ms
 from benchmarks.soak import SoakResult
 
 __all__ = [
+    "ENCRYPTED",
     "FLOOR",
+    "PLAIN",
     "SEED",
     "ImportResult",
     "PastLimitResult",
@@ -37,6 +39,9 @@ __all__ = [
 
 FLOOR = "floor (bare driver)"
 SEED = "seed design (one doc)"
+PLAIN = "store (pymongo)"
+ENCRYPTED = "encrypted store (pymongo)"
+"""Held to no target of the plain design; the encryption section compares it with ``PLAIN``."""
 _STORE_PREFIX = "store"
 
 
@@ -379,6 +384,38 @@ def _follow_section(results: list[FollowResult]) -> list[str]:
     ]
 
 
+def _encryption_section(results: Results) -> list[str]:
+    append, loads = results.append_seconds, results.load_seconds
+    rows = [
+        [
+            f"append 5 entries at {size:,}",
+            f"{median_ms(append[PLAIN][size]):.2f}",
+            f"{median_ms(append[ENCRYPTED][size]):.2f}",
+            f"{_ratio(median_ms(append[ENCRYPTED][size]), median_ms(append[PLAIN][size])):.2f}x",
+        ]
+        for size in results.sizes
+    ]
+    if PLAIN in loads and ENCRYPTED in loads:
+        plain, encrypted = median_ms(loads[PLAIN]), median_ms(loads[ENCRYPTED])
+        rows.append(
+            [
+                f"load {results.load_size:,} entries",
+                f"{plain:.1f}",
+                f"{encrypted:.1f}",
+                f"{_ratio(encrypted, plain):.2f}x",
+            ]
+        )
+    return [
+        "### Encryption overhead",
+        "",
+        "The encrypted store (one data key per project, local master key) against the plain "
+        "store, both through PyMongo async, interleaved in the same run: medians in ms and "
+        "their ratio.",
+        "",
+        *_table(["operation", "plain ms", "encrypted ms", "encrypted / plain"], rows),
+    ]
+
+
 def render_markdown(results: Results) -> str:
     """The whole report: tables, targets, then the machine it ran on."""
     lines = ["## Benchmark results", ""]
@@ -388,6 +425,8 @@ def render_markdown(results: Results) -> str:
         lines += _append_section(results)
     if results.load_seconds:
         lines += _load_section(results)
+    if PLAIN in results.append_seconds and ENCRYPTED in results.append_seconds:
+        lines += _encryption_section(results)
     if results.writers:
         lines += _writers_section(results)
     if results.imports:

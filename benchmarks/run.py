@@ -11,10 +11,11 @@ machine's description, to ``<out>/latest.md``, and a plot to ``<out>/latest.png`
 defaults to ``benchmarks/results/``).
 
 Contestants, each in a fresh database of its own on the same server, dropped afterwards:
-``MongoSessionStore`` through ``pymongo.AsyncMongoClient`` and through Motor; the floor (the
-bare driver's ``insert_many`` / sorted ``find`` of the same documents); and the seed's design
-(``benchmarks/seed_design.py``). Contestants are interleaved in a shuffled order within each
-repetition, so a noisy machine slows them all alike and the ratios stay fair.
+``MongoSessionStore`` through ``pymongo.AsyncMongoClient`` and through Motor, and encrypted at
+rest (a local master key); the floor (the bare driver's ``insert_many`` / sorted ``find`` of the
+same documents); and the seed's design (``benchmarks/seed_design.py``). Contestants are
+interleaved in a shuffled order within each repetition, so a noisy machine slows them all alike
+and the ratios stay fair.
 
 Scenarios: append latency at growing session sizes; load time and peak memory of the longest
 session; concurrent writers (with a lost/duplicated/reordered check); import of Claude Code
@@ -57,7 +58,9 @@ from benchmarks.contestants import (
 )
 from benchmarks.follow_latency import bench_follow
 from benchmarks.report import (
+    ENCRYPTED,
     FLOOR,
+    PLAIN,
     SEED,
     ImportResult,
     PastLimitResult,
@@ -71,7 +74,7 @@ from benchmarks.workload import PROJECT, transcript, write_claude_projects
 from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
-from session_store_mongo import MongoSessionStore
+from session_store_mongo import EncryptionSettings, MongoSessionStore
 from session_store_mongo.redact import redact_text, redact_url
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 
@@ -376,10 +379,16 @@ async def run_benchmarks(url: str, plan: Plan) -> Results:
     client: AsyncMongoClient[Any] = AsyncMongoClient(url)
     motor_client: Any = AsyncIOMotorClient(url)
     run_id = uuid.uuid4().hex[:8]
-    store = StoreContestant("store (pymongo)", client, f"bench_store_{run_id}")
+    store = StoreContestant(PLAIN, client, f"bench_store_{run_id}")
     seed = SeedContestant(SEED, client, f"bench_seed_{run_id}")
+    encrypted_database = f"bench_encrypted_{run_id}"
+    encryption = EncryptionSettings(
+        kms_providers={"local": {"key": os.urandom(96)}},
+        key_vault_namespace=f"{encrypted_database}.__keyVault",
+    )
     contestants: list[Contestant] = [
         store,
+        StoreContestant(ENCRYPTED, client, encrypted_database, encryption=encryption),
         StoreContestant("store (motor)", motor_client, f"bench_motor_{run_id}"),
         StoreContestant(
             "store, subagent transcript (pymongo)",
