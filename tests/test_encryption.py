@@ -199,6 +199,24 @@ async def test_plaintext_from_before_encryption_stays_readable(
             await plain.load(KEY)
 
 
+@pytest.mark.live
+async def test_follow_opens_what_the_stream_and_the_store_carry(
+    mongo_url: str, database: str
+) -> None:
+    """A follower on an encrypted store gets the stored and the live entries in clear."""
+    awkward = {"type": "x", "uuid": "esc", "$set": {"a.b": MARKER}, "big": 2**70}
+    async with encrypted(mongo_url, database) as reader, encrypted(mongo_url, database) as writer:
+        await writer.append(KEY, entries("stored", 2))
+        async with reader.follow(KEY) as follower:
+            await writer.append(KEY, [*entries("live", 2), awkward])
+            items: list[Any] = []
+            async for item in follower:
+                items.append(item.entry)
+                if len(items) == 5:
+                    break
+    assert items == [*entries("stored", 2), *entries("live", 2), awkward]
+
+
 # -- forget ------------------------------------------------------------------------------------
 
 
@@ -244,7 +262,7 @@ async def test_forgotten_transcript_refuses_appends_new_sessions_start_afresh(
             {**KEY, "subpath": ""}
         )
         assert session is not None
-        assert (session["count"], session["landed"]) == (3, session["seq"])
+        assert (session["count"], session["settled"]) == (3, session["seq"])  # fenced, settled
         fresh_key: SessionKey = {"project_key": PROJECT, "session_id": "s2"}
         await store.append(fresh_key, entries("new"))
         assert await store.load(fresh_key) == entries("new")

@@ -105,7 +105,11 @@ class Appender:
             await self._sealer.seal_batch(ident, prepared)
         block = await Block.reserve(self._collections, self._connection, ident, prepared)
         if "forgotten" in block.session:
-            await self._settle_failed(clean, block)  # fenced: the numbers stay empty
+            # Fence the numbers and settle the counts; the summary can no longer be opened,
+            # so nothing is folded. If this fails, the lease fences them later.
+            with contextlib.suppress(PyMongoError):
+                await block.fence()
+                await self._summaries.catch_up(clean, ident, block.session, None)
             raise key_destroyed(ident, block.session["forgotten"])
         try:
             stored = await block.insert()
