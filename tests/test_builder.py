@@ -284,11 +284,17 @@ async def test_store_of_a_closed_builder_is_closed() -> None:
 
 
 LOOP_JOB = """
-import asyncio, gc, sys, warnings
+import asyncio, gc, os, sys, warnings
 from session_store_mongo import mongo_session_store_builder
 
 warnings.simplefilter("error", ResourceWarning)  # an unclosed client fails the run
-builder = mongo_session_store_builder({"url": sys.argv[1], "database": sys.argv[2]})
+defaults = {"url": sys.argv[1], "database": sys.argv[2]}
+if sys.argv[3] == "encrypted":  # each loop's client then has a keyring of its own
+    defaults["encryption"] = {
+        "kms_providers": {"local": {"key": os.urandom(96)}},
+        "key_vault_namespace": sys.argv[2] + ".__keyVault",
+    }
+builder = mongo_session_store_builder(defaults)
 key = {"project_key": "proj", "session_id": "loops"}
 shared = builder(None)  # one store object, used by every job
 
@@ -306,15 +312,16 @@ gc.collect()
 
 
 @pytest.mark.live
+@pytest.mark.parametrize("kind", ["plain", "encrypted"])
 async def test_builder_stores_work_in_one_event_loop_after_another(
-    mongo_url: str, live_client: Any
+    mongo_url: str, live_client: Any, kind: str
 ) -> None:
     """``asyncio.run`` per job: each loop gets its own client, closed when the loop ends."""
     database = unique_name("loops")
     try:
         result = await asyncio.to_thread(
             subprocess.run,
-            [sys.executable, "-X", "dev", "-c", LOOP_JOB, mongo_url, database],
+            [sys.executable, "-X", "dev", "-c", LOOP_JOB, mongo_url, database, kind],
             capture_output=True,
             text=True,
             timeout=120,

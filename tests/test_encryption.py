@@ -10,7 +10,6 @@ import asyncio
 import base64
 import json
 import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,7 +31,7 @@ from session_store_protocol import (
     KeyDestroyedError,
     SessionKey,
 )
-from tests.support import MASTER_KEY, REPO_ROOT, encryption_settings, unique_name
+from tests.support import MASTER_KEY, encryption_settings, unique_name
 
 MARKER = "PLAINTEXT-MARKER-3f9a"
 PROJECT = "acme"
@@ -528,50 +527,3 @@ async def test_builder_stores_all_encrypt_with_one_keyring(
     finally:
         await builder.aclose()
         await live_client.drop_database(other)
-
-
-LOOP_JOB = """
-import asyncio, gc, os, sys, warnings
-from session_store_mongo import mongo_session_store_builder
-
-warnings.simplefilter("error", ResourceWarning)  # an unclosed client fails the run
-database = sys.argv[2]
-builder = mongo_session_store_builder({
-    "url": sys.argv[1],
-    "database": database,
-    "encryption": {
-        "kms_providers": {"local": {"key": os.urandom(96)}},
-        "key_vault_namespace": database + ".__keyVault",
-    },
-})
-key = {"project_key": "proj", "session_id": "loops"}
-shared = builder(None)  # one store object, used by every job
-
-async def job(n):
-    await builder(None).append(key, [{"type": "user", "uuid": f"job{n}"}])
-    return await shared.load(key)
-
-for n in range(3):
-    loaded = asyncio.run(job(n))  # each loop has a client, and a keyring, of its own
-print(",".join(entry["uuid"] for entry in loaded))
-asyncio.run(builder.aclose())
-gc.collect()
-"""
-
-
-@pytest.mark.live
-async def test_encrypted_stores_work_in_one_event_loop_after_another(
-    mongo_url: str, database: str
-) -> None:
-    """``asyncio.run`` per job: each loop's client gets its keyring; one data key serves all."""
-    result = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-X", "dev", "-c", LOOP_JOB, mongo_url, database],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=REPO_ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["job0,job1,job2"]
-    assert "ResourceWarning" not in result.stderr
