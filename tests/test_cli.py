@@ -37,7 +37,9 @@ from tests.cli_support import (
 
 NO_SERVER_URL = "mongodb://user:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=500"
 SUMMARY_ROW = re.compile(
-    r"^\W*(sessions|transcripts|entries stored|skipped duplicates|errors)\W+(\d+)\W*$", re.M
+    r"^\W*(sessions|transcripts|files with nothing stored|entries stored|skipped duplicates|errors)"
+    r"\W+(\d+)\W*$",
+    re.M,
 )
 SPLIT_EMOJI = "5e55a1a5-0000-4000-8000-000000000000"
 ALL_IMPORTED = {MAIN: 11, SUBPATH: 5, SECOND: 2}
@@ -80,6 +82,7 @@ def test_import_project_dir_stores_every_transcript(cli: LiveCli) -> None:
     assert summary(result.stdout) == {
         "sessions": 2,
         "transcripts": 3,
+        "files with nothing stored": 0,
         "entries stored": 18,
         "skipped duplicates": 0,
         "errors": 0,
@@ -87,6 +90,32 @@ def test_import_project_dir_stores_every_transcript(cli: LiveCli) -> None:
     assert cli.sizes() == ALL_IMPORTED
     subkeys = cli.store(lambda s: s.list_subkeys({"project_key": PROJECT, "session_id": MAIN}))
     assert subkeys == [SUBPATH]
+
+
+@pytest.mark.live
+def test_import_counts_only_files_that_stored_something(cli: LiveCli, tmp_path: Path) -> None:
+    """Empty and all-binary files are no sessions or transcripts: counted apart, as such."""
+    project = tmp_path / PROJECT
+    project.mkdir()
+    (project / "empty-session.jsonl").write_bytes(b"")
+    (project / "binary-session.jsonl").write_bytes(b"\xe1\x9a\n\xff\xfe\n")
+    shutil.copy(PROJECT_DIR / f"{SECOND}.jsonl", project)
+    result = cli("import", str(project))
+    assert result.exit_code == 1  # the binary lines are errors
+    assert summary(result.stdout) == {
+        "sessions": 1,
+        "transcripts": 1,
+        "files with nothing stored": 2,
+        "entries stored": ALL_IMPORTED[SECOND],
+        "skipped duplicates": 0,
+        "errors": 2,
+    }
+    again = summary(cli("import", str(project)).stdout)
+    assert (again["sessions"], again["transcripts"], again["files with nothing stored"]) == (
+        1,
+        1,
+        2,
+    )
 
 
 @pytest.mark.live

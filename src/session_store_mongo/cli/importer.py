@@ -7,7 +7,8 @@ Usage::
     importer = Importer(store, batch_size=500, on_progress=advance, on_error=print)
     for transcript in find_transcripts(path):
         await importer.transcript(transcript)
-    importer.report          # sessions, transcripts, entries stored, duplicates skipped, errors
+    importer.report          # sessions, transcripts, entries stored, duplicates skipped, errors,
+                             # and files that stored nothing
 
 A malformed line is reported as ``file:line`` and skipped; the rest of the file goes on. A
 subagent's ``.meta.json`` sidecar is appended after its lines as the SDK's import does
@@ -37,7 +38,11 @@ class ImportReport:
     """What an import did, for the summary table."""
 
     sessions: set[tuple[str, str]] = field(default_factory=set)
+    """Sessions with at least one entry from the files now in the store."""
     transcripts: int = 0
+    """Files with at least one entry now in the store (stored now, or held already)."""
+    nothing_stored: int = 0
+    """Files none of whose lines is in the store: empty, or every line refused."""
     stored: int = 0
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
@@ -150,9 +155,12 @@ class Importer:
         if batch:
             offered += await self._append(transcript, batch, sources)
         stored = await self._store.size(transcript.key) - before
+        self.report.stored += stored
+        if not offered:
+            self.report.nothing_stored += 1
+            return
         self.report.transcripts += 1
         self.report.sessions.add((transcript.key["project_key"], transcript.key["session_id"]))
-        self.report.stored += stored
         self.report.skipped += max(offered - stored, 0)
 
 

@@ -108,10 +108,11 @@ def kinds_tables(registry: StoreRegistry) -> list[Table]:
 
 
 def import_summary(report: ImportReport) -> Table:
-    """Sessions, transcripts, entries stored, duplicates skipped and errors of an import."""
+    """Sessions and transcripts stored, entries, duplicates, files that stored nothing, errors."""
     table = _table("import summary", "", "count")
     _row(table, "sessions", str(len(report.sessions)))
     _row(table, "transcripts", str(report.transcripts))
+    _row(table, "files with nothing stored", str(report.nothing_stored))
     _row(table, "entries stored", str(report.stored))
     _row(table, "skipped duplicates", str(report.skipped))
     _row(table, "errors", str(len(report.errors)), style="red" if report.errors else None)
