@@ -6,14 +6,19 @@ imports the fixture, and ``reader`` (``read``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from devtools.secantus import SecantusServer
+from pymongo import MongoClient
 from typer.testing import Result
 
+from session_store_mongo import MongoSessionStore
+from session_store_protocol.types import SessionKey
 from tests.cli_support import MAIN, PROJECT, PROJECT_DIR, SECOND, invoke
 from tests.servers import server_with_users
 
@@ -39,14 +44,18 @@ def auth_server(
         yield server
 
 
-def as_user(server: SecantusServer, user: str, *args: str) -> Result:
-    url = (
+def url_of(server: SecantusServer, user: str) -> str:
+    return (
         f"mongodb://{user}:{PASSWORD}@127.0.0.1:{server.port}/"
         "?authSource=admin&directConnection=true"
     )
+
+
+def as_user(server: SecantusServer, user: str, *args: str, project: str = PROJECT) -> Result:
     return invoke(
-        "--url", url, "--database", DATABASE, "--project", PROJECT, "--timeout", "5", *args
-    )
+        "--url", url_of(server, user), "--database", DATABASE, "--project", project,
+        "--timeout", "5", *args,
+    )  # fmt: skip
 
 
 def test_reader_lists_sessions(auth_server: SecantusServer) -> None:
@@ -84,3 +93,33 @@ def test_reader_cannot_write_and_is_told_so(auth_server: SecantusServer) -> None
     assert "Traceback" not in result.output
     listed = as_user(auth_server, "reader", "list", "--json")
     assert {row["session_id"] for row in json.loads(listed.stdout)} == {MAIN, SECOND}
+
+
+def test_reader_lists_a_summary_left_behind_without_writing(auth_server: SecantusServer) -> None:
+    """A summary behind its transcript: the reader's ``list`` folds it in memory, writes nothing."""
+    key: SessionKey = {"project_key": "left-behind", "session_id": "s-behind"}
+    entries = [
+        {"type": "user", "uuid": "u1", "message": {"role": "user", "content": "first prompt"}},
+        {"type": "custom-title", "uuid": "t1", "customTitle": "Caught up in memory"},
+    ]
+
+    async def write() -> str:
+        async with MongoSessionStore(
+            url=url_of(auth_server, "writer"), database=DATABASE, create_indexes=False
+        ) as store:
+            await store.append(key, entries)
+            return store.collection_prefix + "sessions"
+
+    collection = asyncio.run(write())
+    client: MongoClient[Any] = MongoClient(url_of(auth_server, "writer"))
+    try:
+        sessions = client[DATABASE][collection]
+        behind = {"$unset": {"summary": "", "summary_escaped": ""}, "$set": {"summary_seq": 0}}
+        assert sessions.update_one(dict(key), behind).modified_count == 1
+        before = sessions.find_one(dict(key))
+        result = as_user(auth_server, "reader", "list", "--json", project=key["project_key"])
+        assert result.exit_code == 0, result.output
+        assert [row["title"] for row in json.loads(result.stdout)] == ["Caught up in memory"]
+        assert sessions.find_one(dict(key)) == before
+    finally:
+        client.close()

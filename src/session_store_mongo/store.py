@@ -508,26 +508,28 @@ class MongoSessionStore:
                 key: SessionKey = {"project_key": project, "session_id": doc["session_id"]}
                 ident = key_fields(key)
                 if doc.get("summary_seq", 0) < doc.get("seq", 0):
-                    doc = await self._caught_up(key, ident, doc, fold)
-                summary = await self._wired.summaries.view(doc, key)
+                    summary = await self._caught_up(key, ident, doc, fold)
+                else:
+                    summary = await self._wired.summaries.view(doc, key)
                 if summary is not None:
                     summaries.append(summary)
         return summaries
 
     async def _caught_up(
         self, key: SessionKey, ident: dict[str, str], doc: dict[str, Any], fold: Fold
-    ) -> dict[str, Any]:
-        """The session document with its summary caught up, if this user may write it.
+    ) -> SessionSummaryEntry | None:
+        """The summary caught up: written back if this user may write, else folded in memory.
 
-        A user who may only read gets the summary as stored: while it is behind it carries
-        the older ``mtime``, so the SDK loads that transcript instead of trusting it.
+        A user who may only read (``list`` with the ``read`` role) gets the same summary
+        without the write it is not allowed.
         """
+        summaries = self._wired.summaries
         try:
-            return await self._wired.summaries.catch_up(key, ident, doc, fold)
+            return await summaries.view(await summaries.catch_up(key, ident, doc, fold), key)
         except OperationFailure as exc:
             if exc.code != _UNAUTHORIZED:
                 raise
-            return doc
+            return await summaries.caught_up_view(key, ident, doc, fold)
 
     async def list_subkeys(self, key: SessionListSubkeysKey) -> list[str]:
         """List the subpaths stored under a session, sorted."""

@@ -211,6 +211,28 @@ class Summaries:
             doc = latest
         return doc
 
+    async def caught_up_view(
+        self, key: SessionKey, ident: dict[str, str], doc: Mapping[str, Any], fold: Fold
+    ) -> SessionSummaryEntry | None:
+        """The summary ``catch_up`` would write, computed without writing (for a reader).
+
+        A user who may only read cannot settle or fold; it folds the decided entries the
+        stored summary lacks in memory. Its ``mtime`` is the transcript's only when nothing
+        is left undecided, as for a stored summary (``summary_view``).
+        """
+        settled, reserved = int(doc.get("settled", 0)), int(doc.get("seq", 0))
+        folded = int(doc.get("summary_seq", 0))
+        slots = await self._slots(ident, min(folded, settled), reserved)
+        decided = _decided_upto(slots, settled, reserved)
+        stored = await self.view(dict(doc), key)
+        if decided <= folded:
+            return stored
+        pending = [s.entry for s in slots if folded < s.seq <= decided and s.entry is not None]
+        data = fold(stored, key, pending)["data"]
+        caught_up = decided >= reserved
+        mtime = epoch_ms(doc.get("mtime") if caught_up else doc.get("summary_at"))
+        return {"session_id": key["session_id"], "mtime": mtime, "data": data}
+
     async def settle_as_deleted(self, scope: Mapping[str, str]) -> None:
         """Before a delete: fence and settle every number reserved in ``scope`` but not settled.
 
