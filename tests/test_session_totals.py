@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from pymongo.monitoring import CommandListener, CommandStartedEvent
 from session_store_mongo import MongoSessionStore, SessionTotals, StoreStats
 from session_store_protocol import SessionKey
 from session_store_protocol.errors import InvalidStoreOptionsError
-from tests.support import unique_name
+from tests.support import store_collection, unique_name
 
 pytestmark = pytest.mark.live
 
@@ -148,3 +148,27 @@ async def test_prune_refuses_bad_durations(live_store: MongoSessionStore, older_
     with pytest.raises(InvalidStoreOptionsError, match="older_than"):
         await live_store.prune_inactive(older_than)
     assert await live_store.size(key("kept")) == 1
+
+
+async def test_stats_count_what_size_counts_before_settling(
+    live_store: MongoSessionStore, live_client: Any
+) -> None:
+    """Entries stored but not settled are in ``stats`` as in ``size()``, as once settled.
+
+    One session's writer was killed before settling; another's holds numbers open.
+    """
+    await live_store.append(key("held"), entries(1))
+    await live_store.append(key("killed"), entries(3))
+    await live_store.append(key("killed", "subagents/agent-a"), entries(2))
+    settled = await live_store.stats()
+    sessions = store_collection(live_client, live_store, "sessions")
+    unsettle = {"$set": {"settled": 0, "count": 0, "bytes": 0, "pending_since": datetime.now()}}
+    assert (await sessions.update_many({"session_id": "killed"}, unsettle)).modified_count == 2
+    await sessions.update_one({"session_id": "held"}, {"$inc": {"seq": 5}})  # a writer died
+    await live_store.append(key("held"), entries(2, "late"))  # stored past the open numbers
+    assert [await live_store.size(k) for k in (key("killed"), key("held"))] == [3, 3]
+    stats = await live_store.stats()
+    assert (stats.sessions, stats.transcripts, stats.entries) == (2, 3, 8)
+    assert stats.bytes > settled.bytes
+    killed = next(s for s in stats.largest if s.session_id == "killed")
+    assert killed == next(s for s in settled.largest if s.session_id == "killed")

@@ -4,12 +4,14 @@ Usage (the store's ``stats()`` and ``prune_inactive()`` call these)::
 
     from session_store_mongo.session_totals import idle_sessions, prune, store_stats
 
-    totals = await store_stats(collections.sessions, largest=10)
+    totals = await store_stats(collections, largest=10)
     idle = await idle_sessions(collections.sessions, timedelta(days=30))
     await prune(collections, idle)
 
-Both read one aggregation over the ``sessions`` collection, never the entries: ``SESSION_TOTALS``
-groups a session's transcript documents (main and subagents) into one row. ``delete`` keeps an
+Both read one aggregation over the ``sessions`` collection: ``SESSION_TOTALS`` groups a
+session's transcript documents (main and subagents) into one row. Statistics also read the
+entries stored past a transcript's ``settled`` (writers in flight, as a rule none), so they count
+what ``size()`` counts. ``delete`` keeps an
 empty document (``count`` 0) per deleted transcript, so a sequence counter never restarts below a
 racing writer; such a document is no transcript: statistics leave it out, and pruning removes it
 (once idle as long) without reporting it as a session.
@@ -22,8 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
-
 from session_store_protocol.errors import InvalidStoreOptionsError
 from session_store_protocol.types import SessionListSubkeysKey
 from session_store_protocol.validation import validate_session_key
@@ -31,6 +31,8 @@ from session_store_protocol.validation import validate_session_key
 from .codec import epoch_ms
 from .driver import maybe_await
 from .layout import Collections
+from .reader import read_slots
+from .sealer import Sealer
 
 __all__ = [
     "PRUNE_BATCH",
@@ -95,26 +97,65 @@ class IdleSession:
     transcripts: int
 
 
-async def store_stats(sessions: Any, *, largest: int) -> StoreStats:
-    """Count the sessions, transcripts, entries and bytes in ``sessions``; the largest first."""
+async def store_stats(
+    collections: Collections, *, largest: int, sealer: Sealer | None = None
+) -> StoreStats:
+    """Count the sessions, transcripts, entries and bytes stored; the largest first.
+
+    Entries stored but not settled yet (a writer in flight, or one that died before settling)
+    are counted as ``size()`` counts them: read from the entries past ``settled``.
+    """
     cursor = await maybe_await(
-        sessions.aggregate(
-            [
-                {"$match": {"count": {"$gt": 0}}},
-                SESSION_TOTALS,
-                {"$sort": {"bytes": DESCENDING, "_id": ASCENDING}},
-            ]
-        )
+        collections.sessions.aggregate([{"$match": {"count": {"$gt": 0}}}, SESSION_TOTALS])
     )
-    rows = [doc async for doc in cursor]
+    rows = {_session_of(doc["_id"]): dict(doc) async for doc in cursor}
+    await _add_unsettled(collections, rows, sealer)
+    ordered = sorted(
+        (row for row in rows.values() if row["entries"] > 0),
+        key=lambda row: (-row["bytes"], _session_of(row["_id"])),
+    )
     return StoreStats(
-        sessions=len(rows),
-        transcripts=sum(row["transcripts"] for row in rows),
-        entries=sum(row["entries"] for row in rows),
-        bytes=sum(row["bytes"] for row in rows),
-        largest=[_session_totals(row) for row in rows[: max(largest, 0)]],
-        forgotten=sum(row["forgotten"] for row in rows),
+        sessions=len(ordered),
+        transcripts=sum(row["transcripts"] for row in ordered),
+        entries=sum(row["entries"] for row in ordered),
+        bytes=sum(row["bytes"] for row in ordered),
+        largest=[_session_totals(row) for row in ordered[: max(largest, 0)]],
+        forgotten=sum(row["forgotten"] for row in ordered),
     )
+
+
+async def _add_unsettled(
+    collections: Collections, rows: dict[tuple[str, str], Any], sealer: Sealer | None
+) -> None:
+    """Add to ``rows`` the entries stored past each transcript's ``settled`` (rare: in flight).
+
+    Only transcripts with a reservation not settled carry ``pending_since``; a forgotten one's
+    entries cannot be opened, and it has none to count.
+    """
+    cursor = collections.sessions.find(
+        {"pending_since": {"$exists": True}, "forgotten": {"$exists": False}}
+    )
+    async for doc in cursor:
+        ident = {name: doc[name] for name in ("project_key", "session_id", "subpath")}
+        settled, reserved = int(doc.get("settled", 0)), int(doc.get("seq", 0))
+        slots = await read_slots(collections, ident, after=settled, upto=reserved, sealer=sealer)
+        stored = [slot for slot in slots if slot.entry is not None]
+        if not stored:
+            continue
+        session = (doc["project_key"], doc["session_id"])
+        row = rows.setdefault(
+            session,
+            {"_id": dict(zip(("project_key", "session_id"), session, strict=True)),
+             "transcripts": 0, "entries": 0, "bytes": 0, "mtime": doc["mtime"], "forgotten": 0},
+        )  # fmt: skip
+        row["transcripts"] += 0 if int(doc.get("count", 0)) > 0 else 1
+        row["entries"] += len(stored)
+        row["bytes"] += sum(slot.size for slot in stored)
+        row["mtime"] = max(row["mtime"], doc["mtime"])
+
+
+def _session_of(group_id: Mapping[str, str]) -> tuple[str, str]:
+    return group_id["project_key"], group_id["session_id"]
 
 
 def _session_totals(row: Mapping[str, Any]) -> SessionTotals:

@@ -732,4 +732,4 @@ class MongoSessionStore:
         """
         with self._operation("stats"):
             await self._owned()
-            return await store_stats(self._collections.sessions, largest=largest)
+            return await store_stats(self._collections, largest=largest, sealer=self._wired.sealer)
