@@ -65,7 +65,8 @@ def test_forget_asks_then_makes_the_project_unreadable(
     assert re.search(r"forgotten \(data key destroyed\)\W+2\b", cli(*option, "stats").stdout)
     again = cli(*option, "forget", "--yes")
     assert again.exit_code == 1
-    assert "no data key" in again.stderr
+    assert re.search(r"already forgotten on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", again.stderr)
+    assert "nothing of it was encrypted" not in again.stderr
     deleted = cli(*option, "delete", MAIN, "--yes")
     assert deleted.exit_code == 0, deleted.output
     outputs = [declined.stdout, declined.stderr, done.output, shown.output, again.output]

@@ -299,3 +299,22 @@ def test_cli_drops_the_source_only_after_a_complete_verified_run(
         assert "sessions" not in client[sync_databases.source_name].list_collection_names()
     finally:
         client.close()
+
+
+@pytest.mark.live
+def test_cli_refuses_a_missing_source_and_notes_an_empty_one(sync_databases: Databases) -> None:
+    """A mistyped --from-collection is an error naming it; an empty source says so, exit 0."""
+    typo = sync_databases.cli("--from-collection", "sesions")
+    assert typo.exit_code == 1, typo.output
+    assert f"{sync_databases.source_name}.sesions does not exist" in typo.output
+    assert "migration summary" not in typo.output
+    client: MongoClient[Any] = MongoClient(sync_databases.url)
+    try:
+        client[sync_databases.source_name].create_collection("empty")
+        empty = sync_databases.cli("--from-collection", "empty")
+    finally:
+        client.close()
+    assert empty.exit_code == 0, empty.output
+    assert f"{sync_databases.source_name}.empty holds no sessions: nothing to migrate" in (
+        empty.output
+    )

@@ -113,6 +113,9 @@ class Forgotten:
     """Data keys destroyed (0: nothing of the project was encrypted, nothing changed)."""
     transcripts: int
     """Transcripts (main and subagent) now unreadable."""
+    forgotten_at: datetime | None = None
+    """With no key destroyed: when an earlier ``forget`` made the project unreadable (its
+    latest), or ``None`` if nothing of it was ever forgotten."""
 
 
 _VISIBLE = {"forgotten": {"$exists": False}}
@@ -687,7 +690,8 @@ class MongoSessionStore:
 
         Returns:
             How many keys were destroyed and transcripts made unreadable (no key: nothing of
-            the project was encrypted, and nothing is changed).
+            the project was encrypted, or it was forgotten before, at ``forgotten_at``; nothing
+            is changed).
 
         Raises:
             InvalidStoreOptionsError: The store is not encrypted.
@@ -697,8 +701,14 @@ class MongoSessionStore:
             sealer = self._require_sealer("forget")
             await self._ready()
             key_ids = await sealer.project_keys(project)
-            if not key_ids:
-                return Forgotten(project, keys=0, transcripts=0)
+            if not key_ids:  # never encrypted, or forgotten before: say which
+                earlier = await self._collections.sessions.find_one(
+                    {"project_key": project, "forgotten": {"$exists": True}},
+                    {"forgotten": 1},
+                    sort=[("forgotten", -1)],
+                )
+                when = None if earlier is None else earlier["forgotten"]
+                return Forgotten(project, keys=0, transcripts=0, forgotten_at=when)
             # Mark first: from now on no process appends to these transcripts.
             marked = await self._collections.sessions.update_many(
                 {"project_key": project, **_VISIBLE}, {"$currentDate": {"forgotten": True}}

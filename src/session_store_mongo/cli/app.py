@@ -545,6 +545,11 @@ def forget_project(
         return await store.forget(project_key)
 
     done = settings.run(run, writes=True)
+    if not done.keys and done.forgotten_at is not None:
+        settings.fail(
+            f"project {project_key} was already forgotten on "
+            f"{done.forgotten_at:%Y-%m-%d %H:%M:%S} UTC: its data key is gone, nothing changed"
+        )
     if not done.keys:
         settings.fail(
             f"project {project_key} has no data key: nothing of it was encrypted, nothing "
@@ -636,6 +641,13 @@ def migrate_predecessor(
         )
         try:
             with source_connection.translate_errors(f"reading {from_database}.{from_collection}"):
+                if not await source.database.list_collection_names(
+                    filter={"name": from_collection}
+                ):  # a typo in --from-*: a table of zeros would read as "all done"
+                    settings.fail(
+                        f"the source collection {from_database}.{from_collection} does not exist "
+                        "on that server: check --from-database and --from-collection"
+                    )
                 total = await source.estimated_document_count()
                 first = progress.add_task("reading" if dry_run else "copying", total=total)
                 phases = {"copy": first}
@@ -663,6 +675,11 @@ def migrate_predecessor(
     if hidden > 0:
         settings.err.print(Text(f"… and {hidden} more problems", style="red"), soft_wrap=True)
     settings.out.print(migration_summary(report))
+    if not report.documents:
+        settings.print_line(
+            f"the source collection {from_database}.{from_collection} holds no sessions: "
+            "nothing to migrate"
+        )
     if drop_source and not report.complete:
         settings.print_error(
             f"the {PREDECESSOR} sessions were left in place: the run was incomplete"
