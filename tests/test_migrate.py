@@ -318,3 +318,26 @@ def test_cli_refuses_a_missing_source_and_notes_an_empty_one(sync_databases: Dat
     assert f"{sync_databases.source_name}.empty holds no sessions: nothing to migrate" in (
         empty.output
     )
+
+
+@pytest.mark.live
+def test_cli_ctrl_c_says_how_to_resume_and_a_rerun_finishes(
+    sync_databases: Databases, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C after the first document: exit 130 with a line saying a rerun resumes; it does."""
+
+    async def interrupted_after_one(*args: Any, **kwargs: Any) -> MigrationReport:
+        def ctrl_c(phase: str) -> None:
+            raise KeyboardInterrupt
+
+        return await migrate(*args, **{**kwargs, "on_document": ctrl_c})
+
+    with monkeypatch.context() as patch:
+        patch.setattr("session_store_mongo.cli.app.migrate", interrupted_after_one)
+        stopped = sync_databases.cli()
+    assert stopped.exit_code == 130, stopped.output
+    assert "migrate interrupted: run it again to resume" in stopped.output
+    resumed = sync_databases.cli()
+    assert resumed.exit_code == 1, resumed.output  # the malformed document, as in every run
+    assert re.search(r"entries already in the store\W+[1-9]", resumed.output), resumed.output
+    assert re.search(r"verification failures\W+0\b", resumed.output), resumed.output

@@ -66,7 +66,14 @@ from .render import (
     title_of,
     transcript_grid,
 )
-from .settings import EXIT_FAILURE, EXIT_USAGE, Settings, parse_duration, parse_timeout
+from .settings import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    Settings,
+    parse_duration,
+    parse_timeout,
+)
 
 __all__ = ["app"]
 
@@ -666,7 +673,16 @@ def migrate_predecessor(
             if not own:
                 await source_connection.aclose()
 
-    report = settings.run(run, writes=not dry_run)
+    try:
+        report = settings.run(run, writes=not dry_run)
+    except KeyboardInterrupt:  # Ctrl-C: say what state it leaves, then the usual 130
+        settings.print_error(
+            "migrate dry run interrupted: nothing was written"
+            if dry_run
+            else "migrate interrupted: run it again to resume (what was copied is kept and is "
+            "not copied twice)"
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     for problem in report.problems[:_MAX_ERRORS_SHOWN]:
         blocking = problem.kind in ("malformed", "diverged", "mismatch")
         line = f"{problem.kind}: _id {problem.document}: {problem.detail}"
