@@ -430,6 +430,22 @@ def test_show_subpath_prints_the_subagent(imported: LiveCli) -> None:
     assert lines[-1]["type"] == "agent_metadata"
 
 
+@pytest.mark.live
+def test_show_streams_a_transcript_longer_than_a_page(cli: LiveCli) -> None:
+    """``show`` prints page after page as entries stream in: every entry once, in order."""
+    key: SessionKey = {"project_key": PROJECT, "session_id": "long"}
+    entries: list[Any] = [
+        {"type": "user", "uuid": f"u{n}", "message": {"role": "user", "content": f"line-{n}."}}
+        for n in range(450)  # more than two pages of 200
+    ]
+    cli.store(lambda store: store.append(key, entries))
+    shown = cli("show", "long")
+    assert shown.exit_code == 0, shown.output
+    assert re.findall(r"line-(\d+)\.", shown.stdout) == [str(n) for n in range(450)]
+    as_json = cli("show", "long", "--json")
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == entries
+
+
 # -- delete and prune --------------------------------------------------------------------------
 
 

@@ -41,7 +41,7 @@ from session_store_protocol.errors import (
     KeyDestroyedError,
     SummariesUnavailableError,
 )
-from session_store_protocol.types import SessionKey, SessionListSubkeysKey
+from session_store_protocol.types import SessionKey, SessionListSubkeysKey, SessionStoreEntry
 
 from ..builder import validate_database_name
 from ..client import Connection
@@ -53,7 +53,7 @@ from ..redact import password_of_url
 from ..store import DEFAULT_COLLECTION_PREFIX, DEFAULT_DATABASE, Forgotten, MongoSessionStore
 from .group import CommandGroup
 from .importer import Importer, ImportReport
-from .layout import ExportFile, LayoutError, Transcript, export_files, find_transcripts, write_file
+from .layout import ExportFile, ExportStaging, LayoutError, Transcript, find_transcripts
 from .literal import literal, literal_json, visible
 from .render import (
     import_summary,
@@ -78,6 +78,8 @@ from .settings import (
 __all__ = ["app"]
 
 DEFAULT_BATCH = 500
+_SHOW_PAGE = 200
+"""Entries ``show`` renders at a time: a transcript of any length prints in bounded memory."""
 _MAX_ERRORS_SHOWN = 20
 
 app = typer.Typer(
@@ -266,10 +268,15 @@ def export_session(
         subpaths = await store.list_subkeys(
             {"project_key": main_key["project_key"], "session_id": session}
         )
-        files: list[ExportFile] = []
-        for key in [main_key, *(settings.session_key(session, sub) for sub in subpaths)]:
-            files.extend(export_files(out, key, await store.load(key) or []))
-        return files
+        with ExportStaging(out) as staging:
+            for key in [main_key, *(settings.session_key(session, sub) for sub in subpaths)]:
+                async with contextlib.aclosing(store.iter_entries(key)) as items:
+                    await staging.transcript(key, (item.entry async for item in items))
+            existing = staging.existing()
+            if existing and not force:
+                more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+                settings.fail(f"{existing[0]}{more} exist: pass --force to replace them")
+            return list(staging.commit())
 
     try:
         files = settings.run(run)
@@ -277,15 +284,7 @@ def export_session(
         settings.fail(str(exc))
     if not files:
         settings.fail(f"session {session} not found in project {main_key['project_key']}")
-    existing = [file.path for file in files if file.path.exists()]
-    if existing and not force:
-        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
-        settings.fail(f"{existing[0]}{more} exist: pass --force to replace them")
     for file in files:
-        try:
-            write_file(file)
-        except OSError as exc:
-            settings.fail(f"cannot write {file.path}: {exc.strerror or exc}")
         settings.print_line(f"wrote {file.path} ({file.entries} entries)")
 
 
@@ -364,15 +363,28 @@ def show_session(
     if subagents:
         _show_session_with_subagents(settings, key, as_json=as_json)
         return
-    entries = settings.run(lambda store: store.load(key))
-    if entries is None:
+
+    async def run(store: MongoSessionStore) -> bool:
+        """Print the entries as they stream in; return whether there were any."""
+        page: list[SessionStoreEntry] = []
+        found = False
+        async with contextlib.aclosing(store.iter_entries(key)) as items:
+            async for item in items:
+                found = True
+                if as_json:
+                    typer.echo(literal_json(item.entry))
+                    continue
+                page.append(item.entry)
+                if len(page) == _SHOW_PAGE:
+                    settings.out.print(transcript_grid(page))
+                    page = []
+        if page:
+            settings.out.print(transcript_grid(page))
+        return found
+
+    if not settings.run(run):
         where = f"{session}/{subpath}" if subpath else session
         settings.fail(f"transcript {where} not found in project {key['project_key']}")
-    if as_json:
-        for entry in entries:
-            typer.echo(literal_json(entry))
-        return
-    settings.out.print(transcript_grid(entries))
 
 
 def _print_item(settings: Settings, item: StoredEntry, *, as_json: bool, labelled: bool) -> None:

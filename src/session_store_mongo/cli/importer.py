@@ -104,9 +104,9 @@ class Importer:
         them), so a re-import must skip the ones already there itself.
         """
         counts: Counter[str] = Counter()
-        for entry in await self._store.load(key) or []:
-            if entry.get("uuid") is None:
-                counts[_canonical(entry)] += 1
+        async for item in self._store.iter_entries(key):  # in bounded memory, however long
+            if item.entry.get("uuid") is None:
+                counts[_canonical(item.entry)] += 1
         return counts
 
     async def transcript(self, transcript: Transcript) -> None:

@@ -2,14 +2,15 @@
 
 Usage::
 
-    from session_store_mongo.cli.layout import export_files, find_transcripts, read_entries
+    from session_store_mongo.cli.layout import ExportStaging, find_transcripts, read_entries
 
     for transcript in find_transcripts(Path("~/.claude/projects").expanduser()):
         for line in read_entries(transcript.path):
             ...                                   # line.entry, or line.error with line.number
 
-    for file in export_files(Path("out"), key, entries):   # out/<project>/<session>.jsonl ...
-        write_file(file)
+    with ExportStaging(Path("out")) as staging:    # out/<project>/<session>.jsonl ...
+        await staging.transcript(key, entries)     # streamed from an async iterable
+        files = list(staging.commit())
 
 The layout is ``<projects>/<project>/<session>.jsonl`` for a main transcript and
 ``<projects>/<project>/<session>/subagents/agent-<id>.jsonl`` for a subagent, with its metadata
@@ -27,10 +28,10 @@ import os
 import re
 import tempfile
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, TextIO, cast
 
 from session_store_protocol.jsonl import json_line
 from session_store_protocol.types import SessionKey, SessionStoreEntry
@@ -38,18 +39,17 @@ from session_store_protocol.types import SessionKey, SessionStoreEntry
 __all__ = [
     "METADATA_TYPE",
     "ExportFile",
+    "ExportStaging",
     "LayoutError",
     "Line",
     "Transcript",
     "compute_project_key",
-    "export_files",
     "find_transcripts",
     "project_key_for_directory",
     "read_entries",
     "read_metadata",
     "transcript_at",
     "transcript_path",
-    "write_file",
 ]
 
 _TRANSCRIPT_SUFFIX = ".jsonl"
@@ -331,48 +331,109 @@ def transcript_path(root: Path, key: SessionKey) -> Path:
 
 @dataclass(frozen=True)
 class ExportFile:
-    """A file an export writes: transcript lines, or a subagent's metadata sidecar."""
+    """A file an export put in place: transcript lines, or a subagent's metadata sidecar."""
 
     path: Path
-    text: str
     entries: int
     """How many stored entries the file holds."""
 
 
-def export_files(root: Path, key: SessionKey, entries: list[SessionStoreEntry]) -> list[ExportFile]:
-    """The files Claude Code would hold for the transcript ``key`` under ``root``.
+class ExportStaging:
+    """An export's files, streamed aside beside their destinations, then put in place together.
 
-    A subagent's ``agent_metadata`` entries (the last one wins, as on the SDK's resume) become
-    its ``.meta.json`` sidecar without the ``type`` field; every other entry is a line.
+    Usage::
 
-    Raises:
-        LayoutError: A key field would escape ``root``.
+        with ExportStaging(Path("out")) as staging:
+            await staging.transcript(key, entries)    # any async iterable: streamed to disk
+            if staging.existing() and not force:
+                ...                                    # refuse; leaving the block cleans up
+            for file in staging.commit():              # renamed into place, mode 0600
+                print(file.path, file.entries)
+
+    Lines go to a temporary file in the destination's directory as the entries arrive, so an
+    export of any length holds one entry in memory at a time, and a file is replaced whole or
+    not at all. A subagent's ``agent_metadata`` entries (the last one wins, as on the SDK's
+    resume) become its ``.meta.json`` sidecar without the ``type`` field. Leaving the block
+    removes every temporary file not committed and the directories made for them; nothing is
+    created for a transcript that has no entries.
     """
-    path = transcript_path(root, key)
-    lines = entries
-    metadata: SessionStoreEntry | None = None
-    if "subpath" in key:
-        lines = [e for e in entries if e.get("type") != METADATA_TYPE]
-        metadata = next((e for e in reversed(entries) if e.get("type") == METADATA_TYPE), None)
-    files = []
-    if lines:
-        text = "".join(json_line(entry) + "\n" for entry in lines)
-        files.append(ExportFile(path, text, len(lines)))
-    if metadata is not None:
-        sidecar = {name: value for name, value in metadata.items() if name != "type"}
-        files.append(ExportFile(_sidecar(path), json_line(sidecar), 1))
-    return files
 
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._staged: list[tuple[Path, Path, int]] = []
+        """``(temporary, destination, entries)`` of each file written and not yet in place."""
+        self._created: list[Path] = []
+        """Directories made for staged files, removed again if they stay empty."""
 
-def write_file(file: ExportFile) -> None:
-    """Write ``file`` whole or not at all (a temporary file renamed over it), mode 0600."""
-    file.path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{file.path.name}.", dir=file.path.parent)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(file.text)
-        os.replace(temporary, file.path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    def __enter__(self) -> ExportStaging:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for temporary, _, _ in self._staged:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+        self._staged.clear()
+        for directory in sorted(self._created, key=lambda path: len(path.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: something was put in place there
+                directory.rmdir()
+
+    def _open(self, destination: Path) -> TextIO:
+        parents = [destination.parent, *destination.parent.parents]
+        self._created.extend(directory for directory in parents if not directory.exists())
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(
+            prefix=f".{destination.name}.", dir=destination.parent
+        )
+        self._staged.append((Path(temporary), destination, 0))
+        return os.fdopen(descriptor, "w", encoding="utf-8", newline="\n")
+
+    def _count(self, entries: int) -> None:
+        temporary, destination, _ = self._staged[-1]
+        self._staged[-1] = (temporary, destination, entries)
+
+    async def transcript(self, key: SessionKey, entries: AsyncIterable[SessionStoreEntry]) -> None:
+        """Write the transcript ``key`` under the root as Claude Code keeps it.
+
+        Raises:
+            LayoutError: A key field would escape the root.
+            OSError: A file cannot be written.
+        """
+        path = transcript_path(self._root, key)
+        is_subagent = "subpath" in key
+        metadata: SessionStoreEntry | None = None
+        stream: TextIO | None = None
+        lines = 0
+        try:
+            async for entry in entries:
+                if is_subagent and entry.get("type") == METADATA_TYPE:
+                    metadata = entry
+                    continue
+                if stream is None:
+                    stream = self._open(path)
+                stream.write(json_line(entry) + "\n")
+                lines += 1
+        finally:
+            if stream is not None:
+                stream.close()
+                self._count(lines)
+        if metadata is not None:
+            sidecar = {name: value for name, value in metadata.items() if name != "type"}
+            with self._open(_sidecar(path)) as stream:
+                stream.write(json_line(sidecar))
+            self._count(1)
+
+    def existing(self) -> list[Path]:
+        """The destinations that hold a file already."""
+        return [destination for _, destination, _ in self._staged if destination.exists()]
+
+    def commit(self) -> Iterator[ExportFile]:
+        """Put each staged file in place, yielding it once it is there.
+
+        Raises:
+            OSError: A file cannot be put in place (the ones before it are).
+        """
+        while self._staged:
+            temporary, destination, entries = self._staged[0]
+            os.replace(temporary, destination)
+            self._staged.pop(0)
+            yield ExportFile(destination, entries)

@@ -270,11 +270,12 @@ def _entry_row(entry: SessionStoreEntry, label: str | None) -> tuple[Text, Text]
 def transcript_grid(entries: Iterable[SessionStoreEntry], *, subpath: str | None = None) -> Table:
     """A transcript, one row per entry: role, then text, tool calls and shortened results.
 
-    Entries of a subagent transcript (``subpath``) carry its name before the role.
+    Entries of a subagent transcript (``subpath``) carry its name before the role. Grids of
+    consecutive pages line up: the role column is as wide as ``assistant`` at least.
     """
     label = subpath.rsplit("/", 1)[-1] if subpath is not None else None
     grid = Table.grid(padding=(0, 2))
-    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True, min_width=len("assistant"))
     grid.add_column()
     for entry in entries:
         grid.add_row(*_entry_row(entry, label))
