@@ -78,6 +78,7 @@ from .settings import (
 __all__ = ["app"]
 
 DEFAULT_BATCH = 500
+DEFAULT_JOBS = 8
 _SHOW_PAGE = 200
 """Entries ``show`` renders at a time: a transcript of any length prints in bounded memory."""
 _MAX_ERRORS_SHOWN = 20
@@ -199,6 +200,9 @@ def import_transcripts(
         ),
     ],
     batch_size: Annotated[int, typer.Option(min=1, help="Entries per append.")] = DEFAULT_BATCH,
+    jobs: Annotated[
+        int, typer.Option(min=1, max=64, help="Transcripts imported at once.")
+    ] = DEFAULT_JOBS,
 ) -> None:
     """Import Claude Code transcripts; importing again stores nothing twice."""
     settings = _settings(ctx)
@@ -234,9 +238,9 @@ def import_transcripts(
             on_progress=lambda size: progress.advance(task, size),
             on_error=show_error,
         )
+        await store.connect()  # indexes once, before the jobs race to create them
         with progress:
-            for transcript in transcripts:
-                await importer.transcript(transcript)
+            await importer.transcripts(transcripts, jobs=jobs)
         return importer.report
 
     report = settings.run(run, writes=True)

@@ -5,8 +5,7 @@ Usage::
     from session_store_mongo.cli.importer import Importer
 
     importer = Importer(store, batch_size=500, on_progress=advance, on_error=print)
-    for transcript in find_transcripts(path):
-        await importer.transcript(transcript)
+    await importer.transcripts(find_transcripts(path), jobs=8)   # 8 transcripts at a time
     importer.report          # sessions, transcripts, entries stored, duplicates skipped, errors,
                              # and files that stored nothing
 
@@ -15,17 +14,22 @@ subagent's ``.meta.json`` sidecar is appended after its lines as the SDK's impor
 (``{**sidecar, "type": "agent_metadata"}``). Importing the same files again stores nothing twice:
 the store skips entries whose ``uuid`` it holds, and the importer skips entries without ``uuid``
 that the transcript already holds.
+
+Several transcripts are imported at once: an append waits on the server for most of its time,
+so one process keeps the server busy only with several appends in flight. The files of one
+transcript (the same file named twice) go one after the other, in order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from session_store_protocol.errors import InvalidEntryError, InvalidKeyError
-from session_store_protocol.types import SessionKey, SessionStoreEntry
+from session_store_protocol.errors import InvalidEntryError, InvalidKeyError, SessionStoreError
+from session_store_protocol.types import SessionKey, SessionStoreEntry, key_parts
 
 from ..store import MongoSessionStore
 from .layout import LayoutError, Transcript, read_entries, read_metadata
@@ -109,6 +113,30 @@ class Importer:
                 counts[_canonical(item.entry)] += 1
         return counts
 
+    async def transcripts(self, transcripts: Iterable[Transcript], *, jobs: int) -> None:
+        """Import files, up to ``jobs`` transcripts at once; one transcript's files in order.
+
+        Raises:
+            SessionStoreError: The store failed; the transcripts in flight are cancelled.
+        """
+        by_key: dict[tuple[str, str, str], list[Transcript]] = {}
+        for transcript in transcripts:
+            by_key.setdefault(key_parts(transcript.key), []).append(transcript)
+        pending = iter(by_key.values())
+
+        async def worker() -> None:
+            for files in pending:  # shared: each transcript is taken by one worker
+                for transcript in files:
+                    await self.transcript(transcript)
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(jobs, len(by_key)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
     async def transcript(self, transcript: Transcript) -> None:
         """Import one file (and its metadata sidecar); a key the store refuses skips the file."""
         try:
@@ -143,6 +171,8 @@ class Importer:
                     self._error(f"{transcript.path}:{line.number}: {line.error}")
                 else:
                     await offer(line.entry, f"{transcript.path}:{line.number}")
+        except SessionStoreError:
+            raise  # StoreUnavailableError is a ConnectionError, hence an OSError: not the file's
         except OSError as exc:
             self._error(f"{transcript.path}: cannot read: {exc.strerror or exc}")
         if transcript.metadata is not None:
