@@ -118,7 +118,7 @@ class FloorContestant(Contestant):
     same two unique indexes, so the server does the same work; what it skips is validation,
     encoding, the sequence reservation and the summary. An append is one ``insert_many`` with
     sequence numbers counted in this process (correct for one writer only); a load is one
-    ``find`` sorted by ``seq``.
+    ``find`` sorted by ``seq`` returning whole documents.
     """
 
     def __init__(self, name: str, client: Any, database: str) -> None:
@@ -140,14 +140,25 @@ class FloorContestant(Contestant):
         counter = tuple(fields.values())
         start = self._seq.get(counter, 0)
         self._seq[counter] = start + len(entries)
-        documents = [
-            {**fields, "seq": start + n, "dedupe": entry.get("uuid") or ObjectId(), "entry": entry}
-            for n, entry in enumerate(entries, 1)
-        ]
+        await self.insert(
+            [
+                {
+                    **fields,
+                    "seq": start + n,
+                    "dedupe": entry.get("uuid") or ObjectId(),
+                    "entry": entry,
+                }
+                for n, entry in enumerate(entries, 1)
+            ]
+        )
+
+    async def insert(self, documents: list[dict[str, Any]]) -> None:
+        """Insert entry documents as they are: one ``insert_many``."""
         await self._entries.insert_many(documents, ordered=False)
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
-        cursor = self._entries.find(key_fields(key), {"_id": 0, "entry": 1}).sort("seq", ASCENDING)
+        """One ``find`` on the key sorted by ``seq``, whole documents (no projection)."""
+        cursor = self._entries.find(key_fields(key)).sort("seq", ASCENDING)
         entries: list[SessionStoreEntry] = [document["entry"] async for document in cursor]
         return entries or None
 

@@ -9,7 +9,6 @@ Usage (``benchmarks/run.py`` runs these on one server, one after another)::
     await bench_round_trips(url, database, appends=20, into=limits)
     await bench_reappend(url, database, stored=10_000, batch=500, repeats=5, into=limits)
     await bench_summaries(url, database, sessions=(1_000, 10_000), repeats=5, into=limits)
-    await bench_import_tree(url, client, files=1_000, entries_per_file=20, into=limits)
     await bench_huge_session(url, database, entries=100_000, into=limits)
 
 Every comparison runs side by side on the same server and the same documents, interleaved per
@@ -23,9 +22,6 @@ repetition where it repeats, so a noisy machine slows both sides alike; only rat
 - **re-append**: a batch of 500 already stored appended again, to a short and a long session;
 - **summaries**: ``list_session_summaries`` over 1,000 and 10,000 sessions against a bare
   ``find`` of the session documents that hold the summaries;
-- **import**: ``session-store-mongo import`` of a tree of 1,000 sessions against one bare
-  ``insert_many`` after another of the same entries (500 at a time) into a collection with the
-  store's unique indexes;
 - **huge session**: export (the CLI) and load of a 100,000-entry session, the time and peak
   resident memory of each in a process of its own, next to a process that only connects.
 """
@@ -34,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import subprocess
 import sys
@@ -44,22 +39,19 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import bson
-from benchmarks.workload import PROJECT, transcript, write_claude_projects
-from bson import ObjectId
-from pymongo import ASCENDING, AsyncMongoClient, IndexModel, monitoring
+from benchmarks.workload import PROJECT, transcript
+from pymongo import ASCENDING, monitoring
 
 from session_store_mongo import DEFAULT_COLLECTION_PREFIX, MongoSessionStore
-from session_store_mongo.layout import KEY_INDEX, key_fields
+from session_store_mongo.layout import key_fields
 from session_store_mongo.redact import redact_text
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 
 __all__ = [
     "LimitsResult",
     "bench_huge_session",
-    "bench_import_tree",
     "bench_load_vs_find",
     "bench_reappend",
     "bench_round_trips",
@@ -70,15 +62,19 @@ _PROJECTION = {"_id": 0, "seq": 1, "entry": 1, "escaped": 1, "chunked": 1}
 """What the reader needs of an entry document: the inclusion projection measured."""
 _CONCURRENCY = 16
 _FILL_BATCH = 1_000
-_IMPORT_BATCH = 500
 _HUGE_ENTRY_BYTES = (300, 600)
 """Small entries for the huge session, so filling 100,000 of them stays quick."""
 _PEAK_REPORT = """
-import asyncio, json, resource, sys, time
+import asyncio, json, re, resource, sys, time
 started = time.perf_counter()
 {body}
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps([time.perf_counter() - started, peak]), file=sys.stderr)
+seconds = time.perf_counter() - started
+try:  # this process's own peak: ru_maxrss keeps the parent's across fork and exec on Linux
+    with open("/proc/self/status") as status:
+        peak = int(re.search(r"VmHWM:\\s+(\\d+) kB", status.read()).group(1)) / 1024
+except OSError:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps([seconds, peak]), file=sys.stderr)
 """
 """A child process's script: does ``body``, then reports its seconds and peak RSS (MB)."""
 _CHILDREN = {
@@ -99,9 +95,11 @@ asyncio.run(main())
 """,
     "export (CLI)": """
 from session_store_mongo.cli import main
+url, database, project, session, out = sys.argv[1:]
+sys.argv = ["session-store-mongo", "--url", url, "--database", database, "--project", project,
+            "export", session, "--out", out]
 try:
-    main(["--url", sys.argv[1], "--database", sys.argv[2], "--project", sys.argv[3],
-          "export", sys.argv[4], "--out", sys.argv[5]])
+    main()
 except SystemExit as exit:
     if exit.code:
         raise
@@ -127,12 +125,6 @@ class LimitsResult:
     summaries_seconds: dict[int, dict[str, list[float]]] = field(default_factory=dict)
     """Per session count, ``store`` and ``bare find`` listing seconds."""
     summaries_commands: dict[int, list[str]] = field(default_factory=dict)
-    import_files: int = 0
-    import_entries: int = 0
-    import_stored: int = 0
-    import_seconds: float = 0.0
-    import_floor_seconds: float = 0.0
-    import_error: str = ""
     huge_entries: int = 0
     huge_file_bytes: int = 0
     huge: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -352,65 +344,6 @@ async def bench_summaries(
             await listing(projects[count])
             into.summaries_commands[count] = list(listener.names)
         await store.client.drop_database(database)
-
-
-# -- import of a tree ------------------------------------------------------------------------
-
-
-async def bench_import_tree(
-    url: str,
-    client: AsyncMongoClient[Any],
-    *,
-    files: int,
-    entries_per_file: int,
-    into: LimitsResult,
-) -> None:
-    """Import a tree through the CLI; insert the same entries by bare ``insert_many`` calls."""
-    database = f"bench_import_tree_{ObjectId()}"
-    floor_database = f"bench_import_floor_{ObjectId()}"
-    with tempfile.TemporaryDirectory(prefix="bench-import-tree-") as tmp:
-        root = Path(tmp)
-        into.import_files = files
-        into.import_entries = write_claude_projects(
-            root, files=files, entries_per_file=entries_per_file
-        )
-        documents = []
-        for path in sorted((root / PROJECT).glob("*.jsonl")):
-            for seq, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                entry = json.loads(line)
-                fields = key_fields(_key(PROJECT, path.stem))
-                documents.append({**fields, "seq": seq, "dedupe": entry["uuid"], "entry": entry})
-        floor = client[floor_database]["entries"]
-        await floor.create_indexes(
-            [
-                IndexModel([*KEY_INDEX, ("seq", ASCENDING)], unique=True),
-                IndexModel([*KEY_INDEX, ("dedupe", ASCENDING)], unique=True),
-            ]
-        )
-        try:
-            started = time.perf_counter()
-            for start in range(0, len(documents), _IMPORT_BATCH):
-                await floor.insert_many(documents[start : start + _IMPORT_BATCH], ordered=False)
-            into.import_floor_seconds = time.perf_counter() - started
-            command = [sys.executable, "-m", "session_store_mongo.cli", "--database", database]
-            started = time.perf_counter()
-            done = await asyncio.to_thread(
-                subprocess.run,
-                [*command, "import", str(root)],
-                capture_output=True,
-                text=True,
-                check=False,
-                env={**os.environ, "MONGO_URL": url},
-            )
-            into.import_seconds = time.perf_counter() - started
-            if done.returncode:
-                output = " ".join((done.stderr or done.stdout).split())
-                into.import_error = f"exit {done.returncode}: {redact_text(output)[:300]}"
-            async with MongoSessionStore(url=url, database=database) as store:
-                into.import_stored = (await store.stats()).entries
-        finally:
-            await client.drop_database(database)
-            await client.drop_database(floor_database)
 
 
 # -- a huge session --------------------------------------------------------------------------

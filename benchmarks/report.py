@@ -18,9 +18,13 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from benchmarks.follow_latency import FollowResult, percentile_ms
+from benchmarks.limits import LimitsResult
 from benchmarks.soak import SoakResult
+
+from session_store_mongo.cli.app import DEFAULT_JOBS
 
 __all__ = [
     "ENCRYPTED",
@@ -79,13 +83,14 @@ class WritersResult:
 
 @dataclass
 class ImportResult:
-    """Transcript files imported into the store: by the CLI, or by the library when no CLI."""
+    """A tree of transcript files imported by the CLI, and the bare driver inserting the same."""
 
     path: str
     files: int
     expected: int
     stored: int
     seconds: float
+    floor_seconds: float
     error: str = ""
 
     @property
@@ -125,6 +130,7 @@ class Results:
     soak: SoakResult | None = None
     soak_readers: int = 0
     follow: list[FollowResult] = field(default_factory=list)
+    limits: LimitsResult | None = None
     plan: str = ""
 
 
@@ -166,8 +172,75 @@ def _ratio(numerator: float, denominator: float) -> float:
 def _ratio_target(name: str, ratio: float, limit: float, *, at_least: bool = False) -> Target:
     """A target on a measured ratio: at most ``limit`` (or at least, for speed-ups)."""
     met = ratio >= limit if at_least else ratio <= limit
-    shown = f"{ratio:.1f}x" if at_least else f"{ratio:.2f}x"
+    shown = f"{ratio:.1f}x" if at_least and ratio >= 10 else f"{ratio:.2f}x"
     return Target(name, shown, f"{'>=' if at_least else '<='} {limit:g}x", met)
+
+
+_BARE_FIND = "bare find, whole documents"
+_LOAD_LIMIT = 1.1
+_SUMMARIES_LIMIT = 1.2
+_REAPPEND_LIMIT = 1.3
+_COMMANDS_PER_APPEND = 2
+_EXPORT_EXTRA_MB = 64
+"""What an export may hold above a process that only connects: about one driver batch."""
+
+
+def _commands_per_append(appends: Sequence[Sequence[str]]) -> float:
+    return statistics.mean(len(commands) for commands in appends)
+
+
+def _limits_targets(limits: LimitsResult) -> list[Target]:
+    found = []
+    bare = limits.load_seconds.get(_BARE_FIND)
+    for reader in ("store.load", "store.iter_entries"):
+        if bare and reader in limits.load_seconds:
+            ratio = _ratio(median_ms(limits.load_seconds[reader]), median_ms(bare))
+            name = f"{reader} of {limits.load_entries:,} entries / bare find of its documents"
+            found.append(_ratio_target(name, ratio, _LOAD_LIMIT))
+    for count, seconds in limits.summaries_seconds.items():
+        ratio = _ratio(median_ms(seconds["store"]), median_ms(seconds["bare find"]))
+        name = f"list_session_summaries at {count:,} sessions / bare find of their documents"
+        found.append(_ratio_target(name, ratio, _SUMMARIES_LIMIT))
+    for count, commands in limits.summaries_commands.items():
+        others = [name for name in commands if name not in ("find", "getMore")]
+        found.append(
+            Target(
+                f"list_session_summaries at {count:,} sessions: queries besides the one find",
+                str(len(others)),
+                "0",
+                not others,
+            )
+        )
+    for kind, appends in limits.commands.items():
+        mean = _commands_per_append(appends)
+        found.append(
+            Target(
+                f"commands per append, {kind}",
+                f"{mean:.1f}",
+                f"<= {_COMMANDS_PER_APPEND}",
+                mean <= _COMMANDS_PER_APPEND,
+            )
+        )
+    if len(limits.reappend_seconds) == 2:
+        short, long = sorted(limits.reappend_seconds)
+        ratio = _ratio(
+            median_ms(limits.reappend_seconds[long]), median_ms(limits.reappend_seconds[short])
+        )
+        name = f"re-append of {limits.reappend_batch} stored entries, at {long:,} / at {short:,}"
+        found.append(_ratio_target(name, ratio, _REAPPEND_LIMIT))
+    if "export (CLI)" in limits.huge and "connect only" in limits.huge:
+        extra = limits.huge["export (CLI)"][1] - limits.huge["connect only"][1]
+        found.append(
+            Target(
+                f"export of {limits.huge_entries:,} entries: peak memory above connecting",
+                f"{extra:.0f} MB",
+                f"<= {_EXPORT_EXTRA_MB} MB",
+                extra <= _EXPORT_EXTRA_MB,
+            )
+        )
+    elif limits.huge_error:
+        found.append(Target("export of a huge session", limits.huge_error, "works", False))
+    return found
 
 
 def targets(results: Results) -> list[Target]:
@@ -175,7 +248,6 @@ def targets(results: Results) -> list[Target]:
     found: list[Target] = []
     first, last = results.sizes[0], results.sizes[-1]
     append = results.append_seconds
-    loads = results.load_seconds
     for store in _stores(results):
         at_last = median_ms(append[store][last])
         flat = _ratio(at_last, median_ms(append[store][first]))
@@ -188,10 +260,12 @@ def targets(results: Results) -> list[Target]:
             speedup = _ratio(median_ms(append[SEED][last]), at_last)
             name = f"{store}: speed-up over the seed design, append at {last:,}"
             found.append(_ratio_target(name, speedup, 10, at_least=True))
-        if FLOOR in loads and store in loads:
-            load = _ratio(median_ms(loads[store]), median_ms(loads[FLOOR]))
-            name = f"{store}: load {results.load_size:,} / floor find"
-            found.append(_ratio_target(name, load, 1.3))
+    if results.limits is not None:
+        found += _limits_targets(results.limits)
+    for imported in results.imports:
+        speed = _ratio(imported.floor_seconds, imported.seconds)
+        name = f"import of {imported.files:,} sessions: throughput / bare insert_many"
+        found.append(_ratio_target(name, speed, 0.5, at_least=True))
     verdicts = [w.correct for w in results.writers] + [i.correct for i in results.imports]
     verdicts += [f.correct for f in results.follow]
     if results.soak is not None:
@@ -279,19 +353,23 @@ def _import_section(results: Results) -> list[str]:
     rows = [
         [
             i.path,
-            i.files,
+            f"{i.files:,}",
             f"{i.expected:,}",
             f"{i.seconds:.2f}",
             f"{i.expected / i.seconds:,.0f}" if i.seconds else "-",
+            f"{i.expected / i.floor_seconds:,.0f}" if i.floor_seconds else "-",
             _verdict(i.correct, i.stored, i.expected, i.error),
         ]
         for i in results.imports
     ]
-    header = ["path", "files", "entries", "seconds", "entries/s", "correct"]
+    header = ["path", "sessions", "entries", "seconds", "entries/s", "floor entries/s", "correct"]
     return [
-        "### Import of Claude Code transcripts",
+        "### Import of a tree of Claude Code sessions",
         "",
-        "Wall time from start to exit, including the interpreter's start-up for the CLI.",
+        "The CLI's wall time from start to exit (the interpreter's start-up included; "
+        f"{DEFAULT_JOBS} sessions at a time). The floor: one bare `insert_many` of 500 after "
+        "another of the same entries, already parsed, into a collection with the store's unique "
+        "indexes.",
         "",
         *_table(header, rows),
     ]
@@ -416,6 +494,110 @@ def _encryption_section(results: Results) -> list[str]:
     ]
 
 
+def _load_vs_find_section(limits: LimitsResult) -> list[str]:
+    bare = median_ms(limits.load_seconds[_BARE_FIND])
+    rows = [
+        [
+            name,
+            f"{median_ms(samples):.1f}",
+            f"{min(samples) * 1000:.1f}",
+            f"{_ratio(median_ms(samples), bare):.2f}x",
+        ]
+        for name, samples in limits.load_seconds.items()
+    ]
+    whole = limits.load_bytes.get("whole documents", 0)
+    projected = limits.load_bytes.get("inclusion projection", 0)
+    count = len(next(iter(limits.load_seconds.values())))
+    return [
+        f"### Load of {limits.load_entries:,} entries against a bare find of the same documents",
+        "",
+        f"Median and best of {count} runs, interleaved, on the store's own collection: the bare "
+        "find filters on the key, sorts by `seq` (the `entry_seq` index) and returns whole "
+        f"documents. The server sends {whole / 2**20:.1f} MB of whole documents, "
+        f"{projected / 2**20:.1f} MB with the inclusion projection "
+        f"({_ratio(whole - projected, projected) * 100:.0f}% more for whole documents).",
+        "",
+        *_table(["reader", "median ms", "best ms", "median / bare find"], rows),
+    ]
+
+
+def _round_trips_section(limits: LimitsResult) -> list[str]:
+    rows = []
+    for kind, appends in limits.commands.items():
+        shapes = statistics.mode(", ".join(commands) for commands in appends)
+        rows.append([kind, f"{_commands_per_append(appends):.1f}", shapes])
+    for size, commands in sorted(limits.reappend_commands.items()):
+        seconds = limits.reappend_seconds[size]
+        rows.append(
+            [
+                f"re-append of {limits.reappend_batch} stored entries to a session of {size:,} "
+                f"(median {median_ms(seconds):.0f} ms)",
+                str(len(commands)),
+                ", ".join(commands),
+            ]
+        )
+    count = len(next(iter(limits.commands.values()), []))
+    return [
+        "### Commands per append",
+        "",
+        f"Counted by a command listener over {count} steady-state appends of 5 entries each "
+        "(the most common sequence shown), and for re-appending a batch already stored.",
+        "",
+        *_table(["append", "commands", "sequence"], rows),
+    ]
+
+
+def _summaries_section(limits: LimitsResult) -> list[str]:
+    rows = []
+    for count, seconds in limits.summaries_seconds.items():
+        store, bare = median_ms(seconds["store"]), median_ms(seconds["bare find"])
+        commands = limits.summaries_commands.get(count, [])
+        rows.append(
+            [f"{count:,}", f"{store:.1f}", f"{bare:.1f}", f"{_ratio(store, bare):.2f}x",
+             ", ".join(commands)]
+        )  # fmt: skip
+    header = ["sessions", "store ms", "bare find ms", "store / bare", "commands"]
+    return [
+        "### list_session_summaries",
+        "",
+        "Median over interleaved runs; the bare find reads the same session documents (the "
+        "project's main transcripts). The larger project holds copies of the smaller one's "
+        "session documents under new ids.",
+        "",
+        *_table(header, rows),
+    ]
+
+
+def _huge_section(limits: LimitsResult) -> list[str]:
+    if limits.huge_error:
+        return ["### A huge session", "", f"Failed: {_cell(limits.huge_error)}", ""]
+    rows = [
+        [name, f"{seconds:.1f}", f"{peak:.0f}"] for name, (seconds, peak) in limits.huge.items()
+    ]
+    return [
+        f"### A {limits.huge_entries:,}-entry session",
+        "",
+        f"Each in a process of its own: seconds and peak resident memory. The exported file holds "
+        f"{limits.huge_file_bytes / 2**20:.0f} MB; connect only = the interpreter, the library "
+        "and one query.",
+        "",
+        *_table(["process", "seconds", "peak MB"], rows),
+    ]
+
+
+def _limits_sections(limits: LimitsResult) -> list[str]:
+    lines: list[str] = []
+    if limits.load_seconds:
+        lines += _load_vs_find_section(limits)
+    if limits.commands:
+        lines += _round_trips_section(limits)
+    if limits.summaries_seconds:
+        lines += _summaries_section(limits)
+    if limits.huge or limits.huge_error:
+        lines += _huge_section(limits)
+    return lines
+
+
 def render_markdown(results: Results) -> str:
     """The whole report: tables, targets, then the machine it ran on."""
     lines = ["## Benchmark results", ""]
@@ -427,6 +609,8 @@ def render_markdown(results: Results) -> str:
         lines += _load_section(results)
     if PLAIN in results.append_seconds and ENCRYPTED in results.append_seconds:
         lines += _encryption_section(results)
+    if results.limits is not None:
+        lines += _limits_sections(results.limits)
     if results.writers:
         lines += _writers_section(results)
     if results.imports:
@@ -443,14 +627,25 @@ def render_markdown(results: Results) -> str:
     return "\n".join(lines)
 
 
+def _bars(axes: Any, values: dict[str, float], label: str, fmt: str, title: str) -> None:
+    wrapped = [n.replace(", ", ",\n").replace(" (", "\n(") for n in values]  # long names overlap
+    bars = axes.bar(wrapped, list(values.values()))
+    axes.bar_label(bars, fmt=fmt)
+    axes.set_ylabel(label)
+    axes.set_title(title)
+    axes.tick_params(axis="x", labelsize=8)
+
+
 def write_plot(results: Results, path: Path) -> None:
-    """Draw append latency against session size (log axes) and load times as bars."""
+    """Draw append latency against session size (log axes), load times, and the limits runs."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (latency, loads) = plt.subplots(1, 2, figsize=(13, 5))
+    limits = results.limits
+    figure, grid = plt.subplots(2, 2, figsize=(14, 10))
+    latency, loads, readers, huge = grid.flat
     for name, by_size in results.append_seconds.items():
         sizes = sorted(by_size)
         latency.plot(sizes, [median_ms(by_size[s]) for s in sizes], marker="o", label=name)
@@ -460,14 +655,35 @@ def write_plot(results: Results, path: Path) -> None:
     latency.set_ylabel("median append latency, 5 entries (ms)")
     latency.set_title("Append latency as the session grows")
     latency.grid(True, which="both", alpha=0.3)
-    latency.legend()
-    names = list(results.load_seconds)
-    wrapped = [n.replace(", ", ",\n").replace(" (", "\n(") for n in names]  # long names overlap
-    bars = loads.bar(wrapped, [median_ms(results.load_seconds[n]) for n in names])
-    loads.bar_label(bars, fmt="%.0f ms")
-    loads.set_ylabel("median load time (ms)")
-    loads.set_title(f"Load of a {results.load_size:,}-entry session")
+    latency.legend(fontsize=8)
+    _bars(
+        loads,
+        {name: median_ms(samples) for name, samples in results.load_seconds.items()},
+        "median load time (ms)",
+        "%.0f ms",
+        f"Load of a {results.load_size:,}-entry session",
+    )
+    if limits is not None and limits.load_seconds:
+        _bars(
+            readers,
+            {name: median_ms(samples) for name, samples in limits.load_seconds.items()},
+            "median time (ms)",
+            "%.0f ms",
+            f"{limits.load_entries:,} entries: the store against a bare find of its documents",
+        )
+    else:
+        readers.set_visible(False)
+    if limits is not None and limits.huge:
+        _bars(
+            huge,
+            {name: peak for name, (_, peak) in limits.huge.items()},
+            "peak resident memory (MB)",
+            "%.0f MB",
+            f"A {limits.huge_entries:,}-entry session: export and load",
+        )
+    else:
+        huge.set_visible(False)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -18,8 +18,11 @@ interleaved in a shuffled order within each repetition, so a noisy machine slows
 and the ratios stay fair.
 
 Scenarios: append latency at growing session sizes; load time and peak memory of the longest
-session; concurrent writers (with a lost/duplicated/reordered check); import of Claude Code
-transcript files through the CLI; sessions past the 16 MB document limit; follow latency
+session; concurrent writers (with a lost/duplicated/reordered check); the store at the limit
+(``benchmarks/limits.py``: load against a bare find of the same documents, commands per append,
+re-append of a stored batch, ``list_session_summaries`` at 1,000 and 10,000 sessions, export
+and load of a 100,000-entry session); import of a tree of 1,000 sessions through the CLI against
+bare ``insert_many``; sessions past the 16 MB document limit; follow latency
 (``benchmarks/follow_latency.py``: change streams against polling); and the soak of
 ``benchmarks/soak.py`` (many writers and readers at once).
 """
@@ -29,7 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import importlib.util
+import json
 import os
 import platform
 import random
@@ -51,12 +54,21 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 
 import pymongo
 from benchmarks.contestants import (
+    PREFILL_BATCH,
     Contestant,
     FloorContestant,
     SeedContestant,
     StoreContestant,
 )
 from benchmarks.follow_latency import bench_follow
+from benchmarks.limits import (
+    LimitsResult,
+    bench_huge_session,
+    bench_load_vs_find,
+    bench_reappend,
+    bench_round_trips,
+    bench_summaries,
+)
 from benchmarks.report import (
     ENCRYPTED,
     FLOOR,
@@ -75,6 +87,7 @@ from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from session_store_mongo import EncryptionSettings, MongoSessionStore
+from session_store_mongo.layout import key_fields
 from session_store_mongo.redact import redact_text, redact_url
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 
@@ -93,8 +106,15 @@ class Plan:
     many_writers: int = 16
     one_session_writers: int = 8
     batches_per_writer: int = 25
-    import_files: int = 20
-    import_entries: int = 500
+    import_sessions: int = 1_000
+    import_entries: int = 20
+    round_trip_appends: int = 20
+    reappend_stored: int = 10_000
+    reappend_batch: int = 500
+    reappend_repeats: int = 5
+    summaries_sessions: tuple[int, ...] = (1_000, 10_000)
+    summaries_repeats: int = 5
+    huge_entries: int = 100_000
     big_entry_bytes: int = 4096
     big_entries: int = 10_000
     big_batch: int = 500
@@ -114,8 +134,15 @@ class Plan:
             many_writers=4,
             one_session_writers=3,
             batches_per_writer=4,
-            import_files=3,
-            import_entries=40,
+            import_sessions=12,
+            import_entries=10,
+            round_trip_appends=3,
+            reappend_stored=200,
+            reappend_batch=50,
+            reappend_repeats=2,
+            summaries_sessions=(20, 200),
+            summaries_repeats=2,
+            huge_entries=1_000,
             big_entry_bytes=256 * 1024,
             big_entries=80,
             big_batch=10,
@@ -131,11 +158,15 @@ class Plan:
             f"Plan: sizes {', '.join(f'{s:,}' for s in self.sizes)}; {self.appends} appends of "
             f"{BATCH}; {self.loads} loads; writers {self.many_writers} on {self.many_writers} "
             f"sessions and {self.one_session_writers} on one, {self.batches_per_writer} batches "
-            f"each; import {self.import_files} files x {self.import_entries}; past the limit "
-            f"{self.big_entries:,} x {self.big_entry_bytes // 1024} KB in batches of "
-            f"{self.big_batch}; soak {self.soak_sessions} sessions x {self.soak_appends} appends, "
-            f"{self.soak_readers} readers, at most {self.soak_seconds:g} s; follow "
-            f"{self.follow_appends} appends per way of following."
+            f"each; import {self.import_sessions:,} sessions x {self.import_entries}; "
+            f"{self.round_trip_appends} appends counted; re-append {self.reappend_batch} to "
+            f"{self.reappend_stored:,}; summaries at "
+            f"{', '.join(f'{n:,}' for n in self.summaries_sessions)} sessions; a "
+            f"{self.huge_entries:,}-entry session; past the limit {self.big_entries:,} x "
+            f"{self.big_entry_bytes // 1024} KB in batches of {self.big_batch}; soak "
+            f"{self.soak_sessions} sessions x {self.soak_appends} appends, {self.soak_readers} "
+            f"readers, at most {self.soak_seconds:g} s; follow {self.follow_appends} appends "
+            "per way of following."
         )
 
 
@@ -239,64 +270,62 @@ async def bench_writers(
 # -- import --------------------------------------------------------------------------------
 
 
-def _cli_available() -> bool:
-    return importlib.util.find_spec("session_store_mongo.cli") is not None
-
-
-async def _stored_entries(url: str, database: str) -> int:
-    async with MongoSessionStore(url=url, database=database, create_indexes=False) as store:
-        return (await store.stats()).entries
-
-
-def _import_with_cli(root: Path, url: str, database: str) -> tuple[float, str]:
-    """Time ``session-store-mongo --database DB import ROOT``; the URL goes by environment."""
-    command = [sys.executable, "-m", "session_store_mongo.cli", "--database", database]
-    command += ["import", str(root)]
-    started = time.perf_counter()
-    done = subprocess.run(
-        command, capture_output=True, text=True, check=False, env={**os.environ, "MONGO_URL": url}
-    )
-    seconds = time.perf_counter() - started
-    if done.returncode:
-        output = " ".join((done.stderr or done.stdout).split())
-        return seconds, f"exit {done.returncode}: {redact_text(output)[:300]}"
-    return seconds, ""
-
-
-async def _import_with_library(root: Path, url: str, database: str) -> float:
-    """What the CLI does, by hand: read each file, append it in batches of 500."""
-    import json
-
-    started = time.perf_counter()
-    async with MongoSessionStore(url=url, database=database) as store:
-        for path in sorted((root / PROJECT).glob("*.jsonl")):
-            lines = path.read_text(encoding="utf-8").splitlines()
-            entries = [json.loads(line) for line in lines if line.strip()]
-            key: SessionKey = {"project_key": PROJECT, "session_id": path.stem}
-            for start in range(0, len(entries), 500):
-                await store.append(key, entries[start : start + 500])
-    return time.perf_counter() - started
-
-
 async def bench_import(url: str, client: AsyncMongoClient[Any], plan: Plan) -> ImportResult:
-    """Import Claude Code transcript files; the CLI when installed, else the library path."""
+    """Import a tree of sessions through the CLI; insert the same entries with the bare driver.
+
+    The floor gets the entries already parsed and sends one ``insert_many`` of 500 after
+    another into a collection with the store's two unique indexes: what an import must do at
+    the least. The CLI's time includes its start-up, reading and parsing the files.
+    """
     database = f"bench_import_{uuid.uuid4().hex[:8]}"
+    floor_database = f"bench_import_floor_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         root = Path(tmp)
         expected = write_claude_projects(
-            root, files=plan.import_files, entries_per_file=plan.import_entries
+            root, files=plan.import_sessions, entries_per_file=plan.import_entries
         )
+        documents = []
+        for path in sorted((root / PROJECT).glob("*.jsonl")):
+            fields = key_fields({"project_key": PROJECT, "session_id": path.stem})
+            for seq, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                entry = json.loads(line)
+                documents.append({**fields, "seq": seq, "dedupe": entry["uuid"], "entry": entry})
         try:
-            if _cli_available():
-                path = "CLI: session-store-mongo import"
-                seconds, error = await asyncio.to_thread(_import_with_cli, root, url, database)
-            else:
-                path = "library (CLI not installed): read + append batches of 500"
-                seconds, error = await _import_with_library(root, url, database), ""
-            stored = await _stored_entries(url, database)
+            floor = FloorContestant(FLOOR, client, floor_database)
+            await floor.setup()
+            started = time.perf_counter()
+            for start in range(0, len(documents), PREFILL_BATCH):
+                await floor.insert(documents[start : start + PREFILL_BATCH])
+            floor_seconds = time.perf_counter() - started
+            command = [sys.executable, "-m", "session_store_mongo.cli", "--database", database]
+            started = time.perf_counter()
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [*command, "import", str(root)],
+                capture_output=True,
+                text=True,
+                check=False,
+                env={**os.environ, "MONGO_URL": url},
+            )
+            seconds = time.perf_counter() - started
+            error = ""
+            if done.returncode:
+                output = " ".join((done.stderr or done.stdout).split())
+                error = f"exit {done.returncode}: {redact_text(output)[:300]}"
+            async with MongoSessionStore(url=url, database=database) as store:
+                stored = (await store.stats()).entries
         finally:
             await client.drop_database(database)
-    return ImportResult(path, plan.import_files, expected, stored, seconds, error)
+            await client.drop_database(floor_database)
+    return ImportResult(
+        "CLI: session-store-mongo import",
+        plan.import_sessions,
+        expected,
+        stored,
+        seconds,
+        floor_seconds,
+        error,
+    )
 
 
 # -- past the 16 MB document limit ---------------------------------------------------------
@@ -414,8 +443,37 @@ async def run_benchmarks(url: str, plan: Plan) -> Results:
             ("one session", plan.one_session_writers, 1),
         ):
             results.writers.append(await bench_writers(writers.store, label, count, sessions, plan))
+        _progress("load against the bare find")
+        limits = results.limits = LimitsResult()
+        longest = _key(f"size-{plan.sizes[-1]}")
+        await bench_load_vs_find(store.store, longest, loads=plan.loads, into=limits)
+        _progress("commands per append")
+        await bench_round_trips(
+            url, f"bench_rt_{run_id}", appends=plan.round_trip_appends, into=limits
+        )
+        _progress("re-append")
+        await bench_reappend(
+            url,
+            f"bench_reappend_{run_id}",
+            stored=plan.reappend_stored,
+            batch=plan.reappend_batch,
+            repeats=plan.reappend_repeats,
+            into=limits,
+        )
+        _progress("summaries")
+        await bench_summaries(
+            url,
+            f"bench_summaries_{run_id}",
+            sessions=plan.summaries_sessions,
+            repeats=plan.summaries_repeats,
+            into=limits,
+        )
         _progress("import")
         results.imports.append(await bench_import(url, client, plan))
+        _progress("a huge session")
+        await bench_huge_session(
+            url, f"bench_huge_{run_id}", entries=plan.huge_entries, into=limits
+        )
         _progress("past the 16 MB limit")
         for contestant in (store, seed):
             results.past_limit.append(await bench_past_limit(contestant, plan))

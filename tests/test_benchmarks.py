@@ -44,6 +44,14 @@ def test_quick_benchmark_writes_table_and_plot_and_loses_nothing(
     assert done.returncode == 0, done.stderr[-3000:]
     report = (tmp_path / "latest.md").read_text(encoding="utf-8")
     assert "### Append latency" in report
+    for section in (
+        "against a bare find of the same documents",
+        "### Commands per append",
+        "### list_session_summaries",
+        "### A 1,000-entry session",
+        "### Import of a tree",
+    ):
+        assert section in report
     assert "| store (pymongo) |" in report
     assert "| seed design (one doc) | " in report
     assert "### Encryption overhead" in report

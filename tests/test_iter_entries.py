@@ -11,6 +11,7 @@ from mongomock_motor import AsyncMongoMockClient
 from pymongo import monitoring
 
 from session_store_mongo import MongoSessionStore, StoredEntry
+from session_store_mongo.store import STREAM_BATCH
 from session_store_protocol import InvalidKeyError, SessionKey
 from tests.support import encryption_settings, unique_name
 
@@ -31,9 +32,12 @@ class _Names(monitoring.CommandListener):
 
     def __init__(self) -> None:
         self.names: list[str] = []
+        self.batch_sizes: list[int] = []
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.names.append(event.command_name)
+        if "batchSize" in event.command:
+            self.batch_sizes.append(event.command["batchSize"])
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -125,20 +129,20 @@ def test_bad_key_is_refused_at_the_call() -> None:
 
 
 @pytest.mark.live
-async def test_yields_before_the_rest_is_fetched(
-    listened: tuple[MongoSessionStore, _Names],
-) -> None:
-    """The first entry arrives after one ``find``; the rest comes by ``getMore`` as consumed."""
+async def test_streams_in_bounded_replies(listened: tuple[MongoSessionStore, _Names]) -> None:
+    """One ``find`` brings the first entry, ``getMore`` the rest: at most STREAM_BATCH a reply."""
     store, listener = listened
-    await store.append(KEY, _entries(400))
+    await store.append(KEY, _entries(STREAM_BATCH + 10))
     listener.names.clear()
     items = store.iter_entries(KEY)
     first = await anext(items)
     assert first.entry == _entries(1)[0]
     assert listener.names == ["find"]
     rest = await _all(items)
-    assert len(rest) == 399
-    assert listener.names.count("getMore") >= 1
+    assert len(rest) == STREAM_BATCH + 9
+    assert listener.names == ["find", "getMore"]
+    assert listener.batch_sizes
+    assert max(listener.batch_sizes) <= STREAM_BATCH
 
 
 @pytest.mark.live
@@ -147,7 +151,7 @@ async def test_closing_early_closes_the_cursor(
 ) -> None:
     """Leaving the loop early (``aclosing``) kills the server-side cursor at once."""
     store, listener = listened
-    await store.append(KEY, _entries(400))
+    await store.append(KEY, _entries(STREAM_BATCH + 10))
     listener.names.clear()
     async with contextlib.aclosing(store.iter_entries(KEY)) as items:
         async for item in items:

@@ -18,10 +18,11 @@ The query filters on the key fields and sorts on ``seq``, so the server walks th
 index in order and never sorts. Documents come back whole: returning them as stored costs the
 server least (a projection made SecantusDB about 1.5x slower), and a real MongoDB sends only the
 key fields and ``dedupe`` more, about a tenth of a typical entry's bytes. The driver holds one
-batch at a time (at most 16 MB, the server's reply limit), so memory stays bounded whatever the
-transcript's length. An entry stored in chunks is reassembled when the reader reaches it, with
-one query for its parts, so only that entry's parts are in memory at once. In an encrypted
-store each sealed document (entry or chunk) is opened by the ``sealer`` as it arrives.
+batch at a time: at most 16 MB (the server's reply limit), or ``batch_size`` documents, so
+memory stays bounded whatever the transcript's length. An entry stored in chunks is reassembled
+when the reader reaches it, with one query for its parts, so only that entry's parts are in
+memory at once. In an encrypted store each sealed document (entry or chunk) is opened by the
+``sealer`` as it arrives.
 """
 
 from __future__ import annotations
@@ -76,9 +77,11 @@ async def iter_stored(
     after: int | None = None,
     upto: int | None = None,
     sealer: Sealer | None = None,
+    batch_size: int = 0,
 ) -> AsyncGenerator[StoredEntry, None]:
     """Yield the transcript's entries with ``after < seq <= upto`` in ``seq`` order.
 
+    ``batch_size`` caps the documents per reply (0: as many as fit the server's 16 MB).
     Closing the iterator early (``break`` inside ``contextlib.aclosing``) closes the cursor.
 
     Raises:
@@ -86,7 +89,9 @@ async def iter_stored(
         EncryptionKeyError: It is sealed, and ``sealer`` is missing or cannot open it.
     """
     subpath = ident["subpath"] if ident["subpath"] != MAIN_SUBPATH else None
-    async with contextlib.aclosing(_walk(collections, ident, after, upto, sealer)) as documents:
+    async with contextlib.aclosing(
+        _walk(collections, ident, after, upto, sealer, batch_size)
+    ) as documents:
         async for doc, entry in documents:
             if entry is not None:
                 yield StoredEntry(doc["seq"], subpath, entry)
@@ -124,6 +129,7 @@ async def _walk(
     after: int | None,
     upto: int | None,
     sealer: Sealer | None,
+    batch_size: int = 0,
 ) -> AsyncGenerator[tuple[dict[str, Any], SessionStoreEntry | None], None]:
     """Yield each document in ``seq`` order with its entry (``None`` for a hole), opened."""
     filter_: dict[str, Any] = dict(ident)
@@ -134,7 +140,7 @@ async def _walk(
         seq_range["$lte"] = upto
     if seq_range:
         filter_["seq"] = seq_range
-    cursor = collections.entries.find(filter_).sort("seq", ASCENDING)
+    cursor = collections.entries.find(filter_).sort("seq", ASCENDING).batch_size(batch_size)
     try:
         async for doc in cursor:
             if SEALED in doc:

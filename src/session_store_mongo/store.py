@@ -87,6 +87,8 @@ __all__ = [
 ]
 
 DEFAULT_DATABASE = "computeragent_sessions"
+STREAM_BATCH = 1000
+"""Entries per reply when streaming: a few MB of typical entries, 16 MB at the very most."""
 _DEFAULT_MAX_BSON = 16 * 1024 * 1024
 _UNAUTHORIZED = 13
 _POSITIONS = {"count": 1, "settled": 1, "seq": 1}
@@ -414,7 +416,13 @@ class MongoSessionStore:
             await self._owned()
             # Closing this iterator must close the reader's cursor now, not at garbage collection.
             async with contextlib.aclosing(
-                iter_stored(self._collections, ident, after=after, sealer=self._sealer)
+                iter_stored(
+                    self._collections,
+                    ident,
+                    after=after,
+                    sealer=self._sealer,
+                    batch_size=STREAM_BATCH,
+                )
             ) as items:
                 async for item in items:
                     yield item
