@@ -330,7 +330,7 @@ async def bench_summaries(
             return len(await store.list_session_summaries(project))
 
         async def find(project: str) -> int:
-            query = {"project_key": project, "subpath": "", "count": {"$gt": 0}}
+            query = {"project_key": project, "subpath": ""}
             return len([doc async for doc in documents.find(query)])
 
         for count in sessions:

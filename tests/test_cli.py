@@ -65,8 +65,12 @@ def cli(mongo_url: str) -> Iterator[LiveCli]:
 
 @pytest.fixture
 def imported(cli: LiveCli) -> LiveCli:
-    """The CLI with the fixture project already imported."""
-    result = cli("import", str(PROJECT_DIR))
+    """The CLI with the fixture project already imported, one file after the other.
+
+    One job, so the sessions' write times follow the files' order (MAIN last, newest), which
+    the listing tests check; several jobs would write them at about the same time.
+    """
+    result = cli("import", "--jobs", "1", str(PROJECT_DIR))
     assert result.exit_code == 0, result.output
     return cli
 
