@@ -3,6 +3,8 @@
 Usage::
 
     from tests.support import FIXTURES, StoreFactory, encryption_settings, store_collection
+
+    log = CommandLog()      # client_options={"event_listeners": [log]}; then log.names
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pymongo import monitoring
+
 from session_store_mongo import EncryptionSettings, MongoSessionStore
 from session_store_protocol import SessionStore
 
 __all__ = [
     "FIXTURES",
+    "CommandLog",
     "IN_CI",
     "MASTER_KEY",
     "MONGO_URL",
@@ -39,6 +44,29 @@ StoreFactory = Callable[[], SessionStore]
 
 MASTER_KEY = os.urandom(96)
 """The tests' local master key (libmongocrypt's ``local`` provider takes 96 bytes)."""
+
+
+class CommandLog(monitoring.CommandListener):
+    """Records every command a client sends: its name, and the command itself."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.commands: list[dict[str, Any]] = []
+
+    def clear(self) -> None:
+        """Forget what was recorded so far."""
+        self.names.clear()
+        self.commands.clear()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+        self.commands.append(dict(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
 
 
 def unique_name(prefix: str = "t") -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -26,6 +27,7 @@ from pymongo import AsyncMongoClient
 from session_store_mongo import MongoSessionStore, mongo_session_store_builder
 from session_store_mongo.codec import prepare_entry
 from session_store_mongo.layout import key_fields
+from session_store_mongo.summary import DEFAULT_LEASE_MS
 from session_store_protocol import SessionKey, SessionStoreEntry, StoreRegistry
 from session_store_protocol.errors import (
     EntryTooLargeError,
@@ -43,7 +45,7 @@ from tests.servers import (
     running_server,
     transcript_batch,
 )
-from tests.support import StoreFactory, store_collection, unique_name
+from tests.support import CommandLog, StoreFactory, store_collection, unique_name
 
 live = pytest.mark.live
 
@@ -52,8 +54,13 @@ _STEPS = {
     "insert": ("insert", 0),
     "fence": ("insert", 0),  # the insert fails, then the fence's insert (times=2)
     "summary": ("findAndModify", 1),
+    "insert+settle": ("bulkWrite", 0),
 }
-"""Each append step: the command it sends, and how many of that command come before it."""
+"""Each append step: the command it sends, and how many of that command come before it.
+
+``insert`` and ``summary`` are the steps sent apart (a store with ``bulk_write=False``, as on a
+server before MongoDB 8.0); ``insert+settle`` is the one ``bulkWrite`` that carries both."""
+_APART = {"insert", "fence", "summary"}
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,20 @@ FAULTS = {
     "summary-blocked": Fault("summary", _BLOCKED, times=2, raises=False, impatient=True),
     # The insert fails and so does the fence: the block stays undecided until the lease.
     "fence-error": Fault("fence", _FATAL, times=2, impatient=True),
+    # The same faults on the one command that inserts and settles (MongoDB 8.0+).
+    "bulk-dropped-once": Fault("insert+settle", _CLOSE, raises=False),
+    "bulk-dropped-twice": Fault("insert+settle", _CLOSE, times=2),
+    "bulk-retryable-error": Fault("insert+settle", _RETRYABLE, raises=False),
+    "bulk-error": Fault("insert+settle", _FATAL),
+    # The command ran, its reply was lost: the driver's retry finds the entries stored (their
+    # own _id) and the block settled, or the fence does; the append succeeds either way.
+    "bulk-reply-lost-once": Fault("insert+settle", raises=False),
+    "bulk-reply-lost-twice": Fault("insert+settle", times=2, raises=False),
+    "bulk-write-concern-error": Fault("insert+settle", _WRITE_CONCERN, raises=False),
+    # The command lands after the client gave up: the fence gets there first, so its first
+    # insert fails on a hole and, ordered, the settling after it never applies.
+    "bulk-blocked": Fault("insert+settle", _BLOCKED, times=2, impatient=True),
+    "bulk-blocked-fresh": Fault("insert+settle", _BLOCKED, times=2, impatient=True, fresh=True),
 }
 
 
@@ -143,15 +164,16 @@ class Faulty:
     server: SecantusServer
     admin: AsyncMongoClient[Any]
     proxy: ReplyDropper
-    store: MongoSessionStore
-    impatient: MongoSessionStore
+    stores: dict[tuple[bool, bool], MongoSessionStore]
+    """By ``(impatient, apart)``: see ``Fault.impatient``; ``apart`` sends insert and settling
+    as separate commands (``bulk_write=False``)."""
     faulted: FaultedCommands
     outcomes: dict[str, tuple[SessionKey, list[str]]] = field(default_factory=dict)
     """Per fault: the key it was provoked under, and the uuids appended there."""
 
     def store_for(self, fault: Fault) -> MongoSessionStore:
         """The store a fault is provoked through."""
-        return self.impatient if fault.impatient else self.store
+        return self.stores[fault.impatient, fault.step in _APART]
 
 
 @pytest.fixture(scope="module")
@@ -161,27 +183,27 @@ async def faulty(fault_server: SecantusServer) -> AsyncIterator[Faulty]:
     admin: AsyncMongoClient[Any] = AsyncMongoClient(fault_server.url)
     faulted = FaultedCommands()
     async with ReplyDropper(fault_server.port) as proxy:
-        store = MongoSessionStore(
-            url=proxy.url,
-            database=database,
-            client_options={"serverSelectionTimeoutMS": 5000, "event_listeners": [faulted]},
-        )
-        impatient = MongoSessionStore(
-            url=proxy.url,
-            database=database,
-            client_options={
+        stores = {}
+        for impatient, apart in itertools.product((False, True), (False, True)):
+            options: dict[str, Any] = {
                 "serverSelectionTimeoutMS": 5000,
-                "socketTimeoutMS": 1000,
                 "event_listeners": [faulted],
-            },
-            summary_lease_ms=0,
-        )
+            }
+            if impatient:
+                options["socketTimeoutMS"] = 1000
+            stores[impatient, apart] = MongoSessionStore(
+                url=proxy.url,
+                database=database,
+                client_options=options,
+                summary_lease_ms=0 if impatient else DEFAULT_LEASE_MS,
+                bulk_write=not apart,
+            )
         try:
-            yield Faulty(fault_server, admin, proxy, store, impatient, faulted)
+            yield Faulty(fault_server, admin, proxy, stores, faulted)
         finally:
             await failpoint_off(admin)
-            await store.close()
-            await impatient.close()
+            for store in stores.values():
+                await store.close()
             await admin.drop_database(database)
             await admin.close()
 
@@ -240,12 +262,13 @@ async def test_faulted_append_is_stored_once_in_order(faulty: Faulty, fault: str
 
 
 @live
+@pytest.mark.parametrize("fault", ["insert-write-concern-error", "bulk-write-concern-error"])
 async def test_write_concern_error_on_insert_is_logged(
-    faulty: Faulty, caplog: pytest.LogCaptureFixture
+    faulty: Faulty, caplog: pytest.LogCaptureFixture, fault: str
 ) -> None:
     """Entries stored below the requested durability succeed, with a warning naming why."""
     caplog.set_level(logging.WARNING, logger="session_store_mongo")
-    await _append_through(faulty, FAULTS["insert-write-concern-error"], _key())
+    await _append_through(faulty, FAULTS[fault], _key())
     [warning] = [r for r in caplog.records if "write concern" in r.getMessage()]
     assert "waiting for replication timed out" in warning.getMessage()
 
@@ -297,19 +320,80 @@ async def test_counters_settle_to_the_truth_after_fault(faulty: Faulty, fault: s
 @live
 async def test_summary_left_behind_is_caught_up_after_lease(faulty: Faulty) -> None:
     """A summary left behind by a failed insert is caught up once the in-flight lease ends."""
+    fault = FAULTS["insert-error"]
     async with MongoSessionStore(
         url=faulty.proxy.url,
-        database=faulty.store.database,
+        database=faulty.store_for(fault).database,
         client_options={"serverSelectionTimeoutMS": 5000, "event_listeners": [faulty.faulted]},
         summary_lease_ms=0,
+        bulk_write=False,
     ) as store:
-        leased = dataclasses.replace(faulty, store=store)
+        leased = dataclasses.replace(faulty, stores={**faulty.stores, (False, True): store})
         key = _key()
-        await _append_through(leased, FAULTS["insert-error"], key)
+        await _append_through(leased, fault, key)
         loaded = await store.load(key)
         assert loaded is not None
         [summary] = await store.list_session_summaries(key["project_key"])
     assert summary["data"] == fold_session_summary(None, key, loaded)["data"]
+
+
+@live
+async def test_a_writer_behind_an_insert_and_settle_in_flight_is_settled_by_it(
+    faulty: Faulty,
+) -> None:
+    """The one-command settling applies only with no writer reserved behind the block.
+
+    Writer A's insert-and-settle is held on the server while writer B reserves behind it and
+    stores its entries; B cannot settle (A is in front). When A's command runs, its settling
+    finds B's reservation and does not apply; A then settles both blocks, so nothing is left
+    unsettled, counted twice or folded out of order.
+    """
+    key = _key()
+    session = key["session_id"]
+    writer_a = faulty.stores[False, False]
+    writer_b = faulty.stores[False, True]
+    await writer_a.append(key, transcript_batch(session, 0, 3))
+    await fail_command(faulty.admin, ["bulkWrite"], blockConnection=True, blockTimeMS=1500)
+    first = asyncio.ensure_future(writer_a.append(key, transcript_batch(session, 3, 3)))
+    await asyncio.sleep(0.5)  # A's command is held on the server
+    await writer_b.append(key, transcript_batch(session, 6, 3))
+    sessions = store_collection(faulty.admin, writer_a, "sessions")
+    doc = await sessions.find_one(key_fields(key))
+    assert (doc["settled"], doc["seq"]) == (3, 9)  # B waits for A, who is in flight
+    await first
+    await failpoint_off(faulty.admin)
+    doc = await sessions.find_one(key_fields(key))
+    assert doc["settled"] == doc["seq"] == doc["summary_seq"] == doc["count"] == 9
+    assert "pending_since" not in doc
+    loaded = await writer_a.load(key)
+    assert_each_once_in_order(loaded, [f"{session}-{n:06d}" for n in range(9)])
+    [summary] = await writer_a.list_session_summaries(key["project_key"])
+    assert summary["data"] == fold_session_summary(None, key, loaded or [])["data"]
+
+
+@live
+async def test_a_server_without_bulk_write_gets_separate_commands(faulty: Faulty) -> None:
+    """A server that refuses ``bulkWrite`` (CommandNotFound) gets insert and settling apart.
+
+    Nothing of the refused command ran; the append goes on without it, and the client does not
+    offer the command again.
+    """
+    listener = CommandLog()
+    async with MongoSessionStore(
+        url=faulty.server.url,
+        database=faulty.store_for(FAULTS["bulk-error"]).database,
+        client_options={"event_listeners": [listener]},
+    ) as store:
+        key = _key()
+        session = key["session_id"]
+        await store.append(key, transcript_batch(session, 0, 2))
+        await fail_command(faulty.admin, ["bulkWrite"], errorCode=59)
+        await store.append(key, transcript_batch(session, 2, 2))
+        await store.append(key, transcript_batch(session, 4, 2))
+        await failpoint_off(faulty.admin)
+        assert listener.names.count("bulkWrite") == 2  # the first append's, then refused once
+        assert_each_once_in_order(await store.load(key), [f"{session}-{n:06d}" for n in range(6)])
+        assert await store.size(key) == 6
 
 
 async def test_unreachable_server_is_named_without_password(

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 from mongomock_motor import AsyncMongoMockClient
-from pymongo import monitoring
 
 from session_store_mongo import MongoSessionStore, StoredEntry
 from session_store_mongo.store import STREAM_BATCH
 from session_store_protocol import InvalidKeyError, SessionKey
-from tests.support import encryption_settings, unique_name
+from tests.support import CommandLog, encryption_settings, unique_name
 
 KEY: SessionKey = {"project_key": "proj", "session_id": "sess"}
 SUB: SessionKey = {**KEY, "subpath": "subagents/agent-1"}
@@ -25,25 +24,6 @@ def _entries(n: int, prefix: str = "e") -> list[Any]:
 
 async def _all(items: AsyncIterator[StoredEntry]) -> list[StoredEntry]:
     return [item async for item in items]
-
-
-class _Names(monitoring.CommandListener):
-    """Records the names of the commands a client sends."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.batch_sizes: list[int] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-        if "batchSize" in event.command:
-            self.batch_sizes.append(event.command["batchSize"])
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 @pytest.fixture(
@@ -68,9 +48,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[MongoSessionSto
 
 
 @pytest.fixture
-async def listened(mongo_url: str) -> AsyncIterator[tuple[MongoSessionStore, _Names]]:
+async def listened(mongo_url: str) -> AsyncIterator[tuple[MongoSessionStore, CommandLog]]:
     """A live store whose client reports every command it sends."""
-    listener = _Names()
+    listener = CommandLog()
     database = unique_name("iter")
     live = MongoSessionStore(
         url=mongo_url, database=database, client_options={"event_listeners": [listener]}
@@ -129,11 +109,11 @@ def test_bad_key_is_refused_at_the_call() -> None:
 
 
 @pytest.mark.live
-async def test_streams_in_bounded_replies(listened: tuple[MongoSessionStore, _Names]) -> None:
+async def test_streams_in_bounded_replies(listened: tuple[MongoSessionStore, CommandLog]) -> None:
     """One ``find`` brings the first entry, ``getMore`` the rest: at most STREAM_BATCH a reply."""
     store, listener = listened
     await store.append(KEY, _entries(STREAM_BATCH + 10))
-    listener.names.clear()
+    listener.clear()
     items = store.iter_entries(KEY)
     first = await anext(items)
     assert first.entry == _entries(1)[0]
@@ -141,18 +121,19 @@ async def test_streams_in_bounded_replies(listened: tuple[MongoSessionStore, _Na
     rest = await _all(items)
     assert len(rest) == STREAM_BATCH + 9
     assert listener.names == ["find", "getMore"]
-    assert listener.batch_sizes
-    assert max(listener.batch_sizes) <= STREAM_BATCH
+    batch_sizes = [c["batchSize"] for c in listener.commands if "batchSize" in c]
+    assert batch_sizes
+    assert max(batch_sizes) <= STREAM_BATCH
 
 
 @pytest.mark.live
 async def test_closing_early_closes_the_cursor(
-    listened: tuple[MongoSessionStore, _Names],
+    listened: tuple[MongoSessionStore, CommandLog],
 ) -> None:
     """Leaving the loop early (``aclosing``) kills the server-side cursor at once."""
     store, listener = listened
     await store.append(KEY, _entries(STREAM_BATCH + 10))
-    listener.names.clear()
+    listener.clear()
     async with contextlib.aclosing(store.iter_entries(KEY)) as items:
         async for item in items:
             if item.entry["n"] == 5:

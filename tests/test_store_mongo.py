@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from claude_agent_sdk import fold_session_summary
 from mongomock_motor import AsyncMongoMockClient
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
 from session_store_mongo import (
     DEFAULT_COLLECTION_PREFIX,
     MongoSessionStore,
     mongo_session_store_builder,
 )
+from session_store_mongo.layout import key_fields
 from session_store_protocol import (
     InvalidStoreOptionsError,
     SessionKey,
@@ -27,7 +28,7 @@ from session_store_protocol import (
     StoreUnavailableError,
     SummariesUnavailableError,
 )
-from tests.support import REPO_ROOT, StoreFactory, store_collection, unique_name
+from tests.support import REPO_ROOT, CommandLog, StoreFactory, store_collection, unique_name
 
 KEY: SessionKey = {"project_key": "proj", "session_id": "sess"}
 SUB: SessionKey = {"project_key": "proj", "session_id": "sess", "subpath": "subagents/agent-1"}
@@ -37,27 +38,9 @@ def _entries(n: int, prefix: str = "e", start: int = 0) -> list[Any]:
     return [{"type": "user", "uuid": f"{prefix}{i}", "n": i} for i in range(start, start + n)]
 
 
-class _Commands(monitoring.CommandListener):
-    """Records the names of the commands a client sends."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.commands: list[dict[str, Any]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-        self.commands.append(dict(event.command))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 @pytest.fixture
-async def counted(mongo_url: str) -> AsyncIterator[tuple[MongoSessionStore, _Commands]]:
-    listener = _Commands()
+async def counted(mongo_url: str) -> AsyncIterator[tuple[MongoSessionStore, CommandLog]]:
+    listener = CommandLog()
     database = unique_name("rt")
     store = MongoSessionStore(
         url=mongo_url, database=database, client_options={"event_listeners": [listener]}
@@ -70,23 +53,48 @@ async def counted(mongo_url: str) -> AsyncIterator[tuple[MongoSessionStore, _Com
 
 @pytest.mark.live
 async def test_append_round_trips_do_not_grow_with_the_session(
-    counted: tuple[MongoSessionStore, _Commands],
+    counted: tuple[MongoSessionStore, CommandLog],
 ) -> None:
-    """Any append is 3 commands at any length: reserve, insert, settle (with the summary)."""
+    """Any append is 2 commands at any length: reserve, then insert-and-settle in one bulkWrite."""
     store, listener = counted
     for key in (SUB, KEY):
         await store.append(key, _entries(1000, prefix="fill"))
         for _ in range(3):
             listener.names.clear()
             await store.append(key, _entries(5, prefix=unique_name()))
-            assert listener.names == ["findAndModify", "insert", "findAndModify"]
+            assert listener.names == ["findAndModify", "bulkWrite"]
+        sessions = store_collection(store.client, store, "sessions")
+        session = await sessions.find_one(key_fields(key))
+        assert session["settled"] == session["seq"] == session["count"] == 1015
+    [summary] = await store.list_session_summaries(KEY["project_key"])
+    assert summary["data"]  # folded in the bulkWrite's settling
+
+
+@pytest.mark.live
+async def test_bulk_write_false_sends_insert_and_settle_apart(mongo_url: str) -> None:
+    """With ``bulk_write=False`` (or a server before 8.0) an append is 3 commands."""
+    listener = CommandLog()
+    database = unique_name("rt")
+    store = MongoSessionStore(
+        url=mongo_url,
+        database=database,
+        client_options={"event_listeners": [listener]},
+        bulk_write=False,
+    )
+    await store.append(KEY, _entries(5, prefix="first"))
+    listener.names.clear()
+    await store.append(KEY, _entries(5, prefix="second"))
+    assert listener.names == ["findAndModify", "insert", "findAndModify"]
+    assert await store.size(KEY) == 10
+    await store.client.drop_database(database)
+    await store.close()
 
 
 @pytest.mark.live
 async def test_reappending_a_stored_batch_costs_one_indexed_lookup(
-    counted: tuple[MongoSessionStore, _Commands],
+    counted: tuple[MongoSessionStore, CommandLog],
 ) -> None:
-    """Re-appending 2,000 stored entries: reserve, insert, one range lookup of the block.
+    """Re-appending 2,000 stored entries: reserve, insert(s), one range lookup of the block.
 
     Whether a duplicate uuid is held by our own insert (landed before a driver retry) is read
     from the block's own ``seq`` range through the ``entry_seq`` index: its cost follows the
@@ -105,12 +113,14 @@ async def test_reappending_a_stored_batch_costs_one_indexed_lookup(
     seq = finds[0]["filter"]["seq"]
     assert seq["$lte"] - seq["$gte"] == 1999
     appended = listener.names[: listener.names.index("find") + 1]
-    assert [n for n in appended if n != "getMore"] == ["findAndModify", "insert", "find"]
+    # The bulkWrite stops at the first duplicate; the batch goes again as one insert.
+    expected = ["findAndModify", "bulkWrite", "insert", "find"]
+    assert [n for n in appended if n != "getMore"] == expected
 
 
 @pytest.mark.live
 async def test_load_is_one_sorted_indexed_query(
-    counted: tuple[MongoSessionStore, _Commands],
+    counted: tuple[MongoSessionStore, CommandLog],
 ) -> None:
     """Load sends one ``find`` on the key, sorted by ``seq`` (plus getMores to stream)."""
     store, listener = counted

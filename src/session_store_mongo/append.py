@@ -5,7 +5,7 @@ Usage (``MongoSessionStore.append`` does this)::
     from session_store_mongo.append import Appender
 
     appender = Appender(collections, connection, summaries, max_entry_bytes=None)
-    await appender.append(key, entries, ready=store_ready)  # returns the BSON size limit
+    await appender.append(key, entries, ready=store_ready)  # store_ready() -> ClientFacts
 
 1. **Validate** the key and every entry, and encode the batch (and seal it, in an encrypted
    store): nothing is written if anything is wrong.
@@ -20,6 +20,16 @@ Usage (``MongoSessionStore.append`` does this)::
 4. **Settle** the block: count it and, for a main transcript, fold its fresh entries into the
    summary (``Summaries.settle_own``; ``summary`` explains the positions and why they cannot
    drift).
+
+Steps 3 and 4 travel in one command where the server takes ``bulkWrite`` (MongoDB 8.0+): the
+entries' inserts, then the settling compare-and-set, ordered (``Block.insert_settling``). The
+server applies the settling only after every insert, and nothing after a refused entry, so the
+writes and their conditions are exactly those of the separate steps; only the round trip is
+saved. An append is then 2 round trips: reserve, then insert-and-settle. A refused entry (a
+duplicate ``uuid``: a retried batch) falls back to step 3 on its own, sending the batch again
+(entries already inserted come back as duplicates of their own ``_id``: stored), then step 4.
+The settling goes along only when it is the block's to do without help: next in line, no writer
+reserved behind it (whose block the full step 4 would settle too), no entry in chunks.
 """
 
 from __future__ import annotations
@@ -27,24 +37,30 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from bson import ObjectId
-from pymongo import DESCENDING, ReturnDocument
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo import DESCENDING, InsertOne, ReturnDocument, UpdateOne
+from pymongo.errors import (
+    BulkWriteError,
+    ClientBulkWriteException,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
 
 from session_store_protocol.errors import StoreUnavailableError
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 from session_store_protocol.validation import validate_entries, validate_key
 
-from .client import Connection
+from .client import ClientFacts, Connection
 from .codec import PreparedEntry, prepare_entry
 from .layout import Collections, hole, key_fields
 from .sealer import Sealer, key_destroyed
-from .summary import Summaries
+from .summary import Settlement, Summaries
 
 __all__ = ["Appender", "Block"]
 
@@ -64,24 +80,27 @@ class Appender:
         *,
         max_entry_bytes: int | None,
         sealer: Sealer | None = None,
+        bulk_write: bool = True,
     ) -> None:
         self._collections = collections
         self._connection = connection
         self._summaries = summaries
         self._max_entry_bytes = max_entry_bytes
         self._sealer = sealer
+        self._bulk_write = bulk_write
 
     async def append(
         self,
         key: SessionKey,
         entries: list[SessionStoreEntry],
         *,
-        ready: Callable[[], Awaitable[int]],
+        ready: Callable[[], Awaitable[ClientFacts]],
     ) -> None:
         """Append ``entries`` in order, skipping those whose ``uuid`` the transcript holds.
 
-        ``ready`` prepares the store for writing and returns the server's document size limit.
-        Driver errors propagate raw; the store translates them.
+        ``ready`` prepares the store for writing and returns what the client knows of the
+        server (its document size limit, whether it takes ``bulkWrite``). Driver errors
+        propagate raw; the store translates them.
 
         Raises:
             InvalidKeyError: Malformed key; nothing written.
@@ -95,9 +114,10 @@ class Appender:
         batch = validate_entries(entries)
         if not batch:
             return
-        max_bson = await ready()
+        facts = await ready()
+        assert facts.max_bson is not None  # learned by ready()
         prepared = [
-            prepare_entry(index, entry, max_bson, self._max_entry_bytes)
+            prepare_entry(index, entry, facts.max_bson, self._max_entry_bytes)
             for index, entry in enumerate(batch)
         ]
         ident = key_fields(clean)
@@ -112,12 +132,36 @@ class Appender:
                 await self._summaries.catch_up(clean, ident, block.session, None)
             raise key_destroyed(ident, block.session["forgotten"])
         try:
-            stored = await block.insert()
+            stored = await self._insert(clean, block, facts)
         except (PyMongoError, StoreUnavailableError):
             if not await self._settle_failed(clean, block):
                 raise
             return  # every entry landed after all: the append succeeded
-        await self._summaries.settle_own(clean, block, stored)
+        if stored is not None:
+            await self._summaries.settle_own(clean, block, stored)
+
+    async def _insert(
+        self, key: SessionKey, block: Block, facts: ClientFacts
+    ) -> list[PreparedEntry] | None:
+        """Insert the block, and settle it in the same command where one can carry both.
+
+        Returns:
+            ``None`` if the block is settled too, else the entries stored, for ``settle_own``.
+        """
+        settlement = None
+        if self._bulk_write and facts.bulk_write and not block.chunked:
+            settlement = await self._summaries.settlement(key, block)
+        if settlement is not None:
+            try:
+                settled = await block.insert_settling(settlement)
+            except OperationFailure as exc:
+                if not _command_not_found(exc):
+                    raise
+                facts.bulk_write = False  # reported MongoDB 8.0+, yet lacks the command
+                settled = None
+            if settled is not None:
+                return None if settled else list(block.entries)
+        return await block.insert()  # an entry was refused, or no settling could go along
 
     async def _settle_failed(self, key: SessionKey, block: Block) -> bool:
         """Fence ``block`` after a failed insert and settle it; tell whether all entries landed.
@@ -170,6 +214,11 @@ class Block:
         """The block's first sequence number."""
         return self.end - len(self.entries) + 1
 
+    @property
+    def chunked(self) -> bool:
+        """Whether an entry of the batch is stored in chunks."""
+        return any(p.chunks is not None for p in self.entries)
+
     @classmethod
     async def reserve(
         cls,
@@ -208,13 +257,12 @@ class Block:
             raise
         return cls(collections, connection, ident, entries, token, session)
 
-    async def insert(self) -> list[PreparedEntry]:
-        """Insert the batch unordered; return the entries stored (duplicates are skipped)."""
+    def _documents(self) -> list[dict[str, Any]]:
+        """The batch's entry documents; each keeps its ``_id`` if it was sent before."""
         docs = []
         for p in self.entries:
-            self.ids[p.index] = ObjectId()
             doc = {
-                "_id": self.ids[p.index],
+                "_id": self.ids.setdefault(p.index, ObjectId()),
                 **self.ident,
                 "seq": self.start + p.index,
                 "dedupe": p.dedupe,
@@ -224,6 +272,41 @@ class Block:
                 doc["chunked"] = len(p.chunks)
                 doc["size"] = p.size  # the stub is smaller than the entry the counts hold
             docs.append(doc)
+        return docs
+
+    async def insert_settling(self, settlement: Settlement) -> bool | None:
+        """Insert the batch and then settle it, in one ordered ``bulkWrite`` command.
+
+        Ordered, the server applies the settling only once every entry is inserted, and
+        applies nothing after a refused entry: the same writes under the same conditions as
+        ``insert`` followed by the settling compare-and-set, in one round trip.
+
+        Returns:
+            ``True``: stored and settled. ``False``: stored, but the settling's condition no
+            longer held (``settle_own`` takes over). ``None``: an entry was refused (a
+            duplicate ``uuid``, most likely): ``insert`` sends the batch again and sorts it out.
+
+        Raises:
+            PyMongoError: The command failed as a whole, its outcome unknown.
+        """
+        database = self.collections.database
+        entries, sessions = self.collections.entries.full_name, self.collections.sessions.full_name
+        models: list[Any] = [InsertOne(doc, namespace=entries) for doc in self._documents()]
+        models.append(UpdateOne(settlement.filter, settlement.update, namespace=sessions))
+        try:
+            result = await database.client.bulk_write(models, ordered=True)
+        except ClientBulkWriteException as exc:
+            if exc.error is not None or exc.partial_result is None:
+                raise
+            if exc.write_errors:
+                return None
+            self._log_write_concern(exc.write_concern_errors)  # stored, durability in doubt
+            result = exc.partial_result
+        return bool(result.matched_count)
+
+    async def insert(self) -> list[PreparedEntry]:
+        """Insert the batch unordered; return the entries stored (duplicates are skipped)."""
+        docs = self._documents()
         chunked = [p for p in self.entries if p.chunks is not None]
         if chunked:
             await self._insert_chunks(chunked)
@@ -282,14 +365,7 @@ class Block:
         outlived the lease and was fenced, or the counter fell behind its entries (it is
         repaired); ``StoreUnavailableError`` is raised. Anything else is raised as is.
         """
-        for concern in exc.details.get("writeConcernErrors", []):
-            # The entries are on the primary; failing would make the SDK retry and duplicate
-            # entries without uuid. Say so loudly instead: durability is below what was asked.
-            log.warning(
-                "append on %s: entries stored, but write concern not satisfied: %s",
-                self.connection.hosts,
-                concern.get("errmsg", concern),
-            )
+        self._log_write_concern(exc.details.get("writeConcernErrors", []))
         duplicates: set[int] = set()
         for error in exc.details.get("writeErrors", []):
             violated = _violated_index(error)
@@ -309,6 +385,17 @@ class Block:
             return set()
         landed = await self._landed_indexes()
         return {index for index in duplicates if index not in landed}
+
+    def _log_write_concern(self, errors: Sequence[Any] | None) -> None:
+        """Errors as a bulk write reports them (documents) or a client bulk write (exceptions)."""
+        for concern in errors or []:
+            # The entries are on the primary; failing would make the SDK retry and duplicate
+            # entries without uuid. Say so loudly instead: durability is below what was asked.
+            log.warning(
+                "append on %s: entries stored, but write concern not satisfied: %s",
+                self.connection.hosts,
+                concern.get("errmsg", concern) if isinstance(concern, Mapping) else concern,
+            )
 
     async def _landed_indexes(self) -> set[int]:
         """The batch indexes whose own documents are stored at this block's numbers.
@@ -363,6 +450,15 @@ async def _reserve_signed(
     raise StoreUnavailableError(
         f"append on {connection.hosts}: could not reserve sequence numbers for {ident!r}"
     )
+
+
+_COMMAND_NOT_FOUND = 59
+
+
+def _command_not_found(exc: OperationFailure) -> bool:
+    """Whether the server refused a command it does not know (a bulk write's top-level error)."""
+    cause = exc.error if isinstance(exc, ClientBulkWriteException) else exc
+    return isinstance(cause, OperationFailure) and cause.code == _COMMAND_NOT_FOUND
 
 
 _INDEX_NAME = re.compile(r"index: (\S+)")

@@ -307,6 +307,9 @@ class ClientFacts:
     """False once a follower found the deployment has no change streams (it polls)."""
     keyrings: dict[int, Any] = field(default_factory=dict)
     """``encryption.Keyring`` objects on this client, by the id of their settings."""
+    bulk_write: bool = False
+    """Whether the server and driver take the client ``bulkWrite`` command (MongoDB 8.0+);
+    learned with ``max_bson``, and turned off if the server refuses the command after all."""
 
 
 _FACTS: dict[int, ClientFacts] = {}

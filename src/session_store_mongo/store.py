@@ -59,8 +59,9 @@ from session_store_protocol.validation import (
 )
 
 from .append import Appender
-from .client import DEFAULT_CLIENT_OPTIONS, Connection, client_facts
+from .client import DEFAULT_CLIENT_OPTIONS, ClientFacts, Connection, client_facts
 from .codec import epoch_ms
+from .driver import has_client_bulk_write
 from .encryption import EncryptionSettings, keyring_for
 from .follow import Follower, Position
 from .layout import DEFAULT_COLLECTION_PREFIX, Collections, key_fields
@@ -90,6 +91,8 @@ DEFAULT_DATABASE = "computeragent_sessions"
 STREAM_BATCH = 1000
 """Entries per reply when streaming: a few MB of typical entries, 16 MB at the very most."""
 _DEFAULT_MAX_BSON = 16 * 1024 * 1024
+_BULK_WRITE_WIRE_VERSION = 25
+"""MongoDB 8.0, the first with the client ``bulkWrite`` command."""
 _UNAUTHORIZED = 13
 _POSITIONS = {"count": 1, "settled": 1, "seq": 1}
 """What ``may_hold_entries`` reads of a session document."""
@@ -128,9 +131,10 @@ class MongoSessionStore:
     """A ``SessionStore`` on MongoDB: one document per entry, one per transcript.
 
     Append validates the whole batch, reserves a block of sequence numbers with one atomic
-    ``$inc`` upsert, inserts the entries with one unordered ``insert_many`` (a duplicate ``uuid``
-    is the idempotent path), then settles the block's counts (and folds a main transcript's
-    summary) with one compare-and-set. Load is one indexed query sorted by ``seq``. ``layout``
+    ``$inc`` upsert, inserts the entries (a duplicate ``uuid`` is the idempotent path), then
+    settles the block's counts (and folds a main transcript's summary) with one
+    compare-and-set; on MongoDB 8.0+ the inserts and the settling go as one ordered
+    ``bulkWrite``: two round trips. Load is one indexed query sorted by ``seq``. ``layout``
     describes the collections, ``summary`` why the counts cannot drift.
     """
 
@@ -147,6 +151,7 @@ class MongoSessionStore:
         max_entry_bytes: int | None = None,
         summary_lease_ms: int = DEFAULT_LEASE_MS,
         encryption: EncryptionSettings | None = None,
+        bulk_write: bool = True,
     ) -> None:
         """Create a store; nothing connects until the first operation (or ``connect()``).
 
@@ -168,6 +173,9 @@ class MongoSessionStore:
                 settles past them.
             encryption: Encrypt entries, summaries and chunks at rest under one data key per
                 tenant (``EncryptionSettings``); needs PyMongo's ``AsyncMongoClient``.
+            bulk_write: Where the server takes the ``bulkWrite`` command (MongoDB 8.0+), send
+                an append's entries and the write that settles them as one ordered command:
+                2 round trips instead of 3. ``False`` always sends them separately.
 
         Raises:
             InvalidStoreOptionsError: Not exactly one of ``client``, ``url`` and
@@ -199,6 +207,7 @@ class MongoSessionStore:
         self._max_entry_bytes = max_entry_bytes
         self._summary_lease_ms = summary_lease_ms
         self._encryption = encryption
+        self._bulk_write = bulk_write
         self._wiring: _Wiring | None = None
         if encryption is not None:  # refuse a missing extra or a bad master key now
             keyring_for(encryption, connection.client)
@@ -249,6 +258,7 @@ class MongoSessionStore:
                 summaries,
                 max_entry_bytes=self._max_entry_bytes,
                 sealer=sealer,
+                bulk_write=self._bulk_write,
             )
             self._wiring = _Wiring(client, collections, sealer, summaries, appender)
         return self._wiring
@@ -331,8 +341,8 @@ class MongoSessionStore:
         if (self._database, self._prefix) not in client_facts(self._connection.client).owned:
             await self._check_ownership()
 
-    async def _ready(self) -> int:
-        """Prepare to write: check ownership, create indexes, learn the document size limit.
+    async def _ready(self) -> ClientFacts:
+        """Prepare to write: check ownership, create indexes, learn the server's limits.
 
         Once per client, database and prefix; indexes unless ``create_indexes=False``. Reads
         need only ``_owned``.
@@ -345,15 +355,20 @@ class MongoSessionStore:
         if self._create_indexes and sealer is not None and not sealer.keyring.indexed:
             await sealer.keyring.ensure_index()  # a plain store on this client made the others
         if facts.max_bson is None:
-            facts.max_bson = await self._server_max_bson()
-        return facts.max_bson
+            await self._learn_server(facts)
+        return facts
 
-    async def _server_max_bson(self) -> int:
+    async def _learn_server(self, facts: ClientFacts) -> None:
+        """Ask the server its document size limit and whether it takes ``bulkWrite``."""
+        client = self._connection.client
         try:
             hello = await self._collections.database.command("hello")
         except NotImplementedError:  # mongomock has no commands
-            return _DEFAULT_MAX_BSON
-        return int(hello.get("maxBsonObjectSize", _DEFAULT_MAX_BSON))
+            facts.max_bson = _DEFAULT_MAX_BSON
+            return
+        wire = int(hello.get("maxWireVersion", 0))
+        facts.bulk_write = wire >= _BULK_WRITE_WIRE_VERSION and has_client_bulk_write(client)
+        facts.max_bson = int(hello.get("maxBsonObjectSize", _DEFAULT_MAX_BSON))
 
     # -- append ----------------------------------------------------------------------------
 

@@ -24,6 +24,9 @@ Three positions on a transcript's ``sessions`` document, always ``summary_seq <=
 
 A writer whose block directly follows ``settled`` settles it with one compare-and-set on
 ``settled``, adding the entries it stored and, when the summary is caught up, folding them in.
+Where no writer reserved behind it, that compare-and-set can travel with the block's inserts
+(``settlement``, sent last in one ordered ``bulkWrite``): it then also requires ``seq`` to be
+the block's end, and applies only once every entry is stored.
 Any other writer makes its block decided (a hole on each number it skipped) and leaves it to the
 writer in front, whose catch-up reads the decided documents and settles them too. A writer whose
 insert failed in an unknown way puts a hole on each number where none of its entries landed
@@ -43,6 +46,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -61,7 +65,7 @@ from .sealer import SUMMARY_SEALED, Sealer, unseal
 if TYPE_CHECKING:
     from .append import Block
 
-__all__ = ["DEFAULT_LEASE_MS", "Summaries", "may_hold_entries", "summary_view"]
+__all__ = ["DEFAULT_LEASE_MS", "Settlement", "Summaries", "may_hold_entries", "summary_view"]
 
 log = logging.getLogger("session_store_mongo")
 
@@ -270,6 +274,24 @@ class Summaries:
             with contextlib.suppress(BulkWriteError):
                 await self._collections.entries.insert_many(holes, ordered=False)
 
+    async def settlement(self, key: SessionKey, block: Block) -> Settlement | None:
+        """The compare-and-set that settles ``block`` with every entry stored, sent with them.
+
+        Only for the block next in line with no writer behind it (``seq`` still its end):
+        that writer's block is settled by ``settle_own``'s catch-up, which this skips.
+
+        Returns:
+            The filter and update, or ``None`` when ``settle_own`` must settle the block.
+        """
+        doc = block.session
+        if int(doc.get("settled", 0)) != block.start - 1:
+            return None
+        settlement = await self._settlement(
+            key, block.ident, doc, _fold_for(block.ident), upto=block.end, fresh=block.entries
+        )
+        settlement.filter["seq"] = block.end
+        return settlement
+
     async def _compare_and_set(
         self,
         key: SessionKey,
@@ -281,14 +303,35 @@ class Summaries:
         fresh: Sequence[PreparedEntry | Slot],
         pending: list[Any] | None = None,
     ) -> dict[str, Any] | None:
+        """Settle through ``upto`` if nobody settled since ``doc`` (see ``_settlement``).
+
+        Returns:
+            The document written, or ``None`` if another writer settled or folded first.
+        """
+        settlement = await self._settlement(
+            key, ident, doc, fold, upto=upto, fresh=fresh, pending=pending
+        )
+        result: dict[str, Any] | None = await self._sessions.find_one_and_update(
+            settlement.filter, settlement.update, return_document=ReturnDocument.AFTER
+        )
+        return result
+
+    async def _settlement(
+        self,
+        key: SessionKey,
+        ident: dict[str, str],
+        doc: dict[str, Any],
+        fold: Fold | None,
+        *,
+        upto: int,
+        fresh: Sequence[PreparedEntry | Slot],
+        pending: list[Any] | None = None,
+    ) -> Settlement:
         """Settle through ``upto`` if nobody settled since ``doc``; fold if the summary can.
 
         ``fresh`` are the entries (or slots) of ``(settled, upto]``: they are counted.
         ``pending`` are the entries the summary lacks through ``upto``; by default ``fresh``,
         folded only when the summary is caught up to ``settled``.
-
-        Returns:
-            The document written, or ``None`` if another writer settled or folded first.
         """
         settled = int(doc.get("settled", 0))
         entries = [item.entry for item in fresh if item.entry is not None]
@@ -318,10 +361,15 @@ class Summaries:
             update["$inc"]["summary_version"] = 1
             update["$currentDate"]["summary_at"] = True
             filter_["summary_version"] = doc.get("summary_version", {"$exists": False})
-        result: dict[str, Any] | None = await self._sessions.find_one_and_update(
-            filter_, update, return_document=ReturnDocument.AFTER
-        )
-        return result
+        return Settlement(filter_, update)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A compare-and-set on a transcript's document that settles numbers (and folds)."""
+
+    filter: dict[str, Any]
+    update: dict[str, Any]
 
 
 def _fold_for(ident: Mapping[str, str]) -> Fold | None:
