@@ -122,16 +122,16 @@ async def test_reappending_a_stored_batch_costs_one_indexed_lookup(
 async def test_load_is_one_sorted_indexed_query(
     counted: tuple[MongoSessionStore, CommandLog],
 ) -> None:
-    """Load sends one ``find`` on the key, sorted by ``seq`` (plus getMores to stream)."""
+    """Load sends one ``find`` on the key and ``seq``, sorted by ``seq`` (plus getMores)."""
     store, listener = counted
     await store.append(KEY, _entries(300))
-    listener.commands.clear()
-    listener.names.clear()
+    listener.clear()
     loaded = await store.load(KEY)
     assert loaded == _entries(300)
     assert set(listener.names) <= {"find", "getMore"}
     [find] = [c for c in listener.commands if "find" in c]
-    assert list(find["filter"]) == ["project_key", "session_id", "subpath"]
+    assert list(find["filter"]) == ["project_key", "session_id", "subpath", "seq"]
+    assert find["filter"]["seq"] == {"$gt": 0}
     assert dict(find["sort"]) == {"seq": 1}
 
 

@@ -24,11 +24,14 @@ so that no common application's ``sessions`` is ours; ``""`` gives version 0.1's
   ``reserved_by``, ``mtime``, ``created``, ``deletions`` (how often ``delete`` emptied it:
   followers end on a change), and for main transcripts ``summary``,
   ``summary_seq``, ``summary_version`` and ``summary_at``. Unique index ``session_key`` on
-  (key); index ``session_mtime`` on ``mtime`` for retention.
+  (key); index ``session_listing`` on (``project_key``, ``subpath``, ``session_id``) for the
+  listings of a project's main transcripts; index ``session_mtime`` on ``mtime``.
 - ``{prefix}entry_chunks``: parts of entries larger than one BSON document. Unique index
   ``chunk_part`` on (key, ``seq``, ``part``).
 
-Every index and query starts with ``project_key, session_id``, a valid shard key for all three.
+Every per-session index and query starts with ``project_key, session_id``, a valid shard key
+for all three; the listings and their index start with ``project_key``, which routes them to
+the project's chunks (``tests/test_query_plans.py`` checks every query the store sends).
 A store creates indexes on and writes into them only once ``ownership`` has checked that they
 are empty or hold only its own documents.
 """
@@ -44,7 +47,14 @@ from pymongo import ASCENDING, IndexModel
 
 from session_store_protocol.types import SessionKey, key_parts
 
-__all__ = ["DEFAULT_COLLECTION_PREFIX", "KEY_INDEX", "Collections", "hole", "key_fields"]
+__all__ = [
+    "DEFAULT_COLLECTION_PREFIX",
+    "KEY_INDEX",
+    "LISTING_INDEX",
+    "Collections",
+    "hole",
+    "key_fields",
+]
 
 DEFAULT_COLLECTION_PREFIX = "session_store_"
 """Keeps the store's collections apart from common names such as another application's
@@ -55,7 +65,13 @@ KEY_INDEX: Sequence[tuple[str, int]] = [
     ("session_id", ASCENDING),
     ("subpath", ASCENDING),
 ]
-"""The key fields every index starts with, in this order."""
+"""The key fields every per-session index starts with, in this order."""
+LISTING_INDEX: Sequence[tuple[str, int]] = [
+    ("project_key", ASCENDING),
+    ("subpath", ASCENDING),
+    ("session_id", ASCENDING),
+]
+"""A project's main transcripts (``subpath`` ``""``) side by side, for the listings."""
 
 
 def key_fields(key: SessionKey) -> dict[str, str]:
@@ -99,6 +115,7 @@ class Collections:
         await self.sessions.create_indexes(
             [
                 IndexModel(KEY_INDEX, name="session_key", unique=True),
+                IndexModel(LISTING_INDEX, name="session_listing"),
                 IndexModel([("mtime", ASCENDING)], name="session_mtime"),
             ]
         )

@@ -132,14 +132,12 @@ async def _walk(
     batch_size: int = 0,
 ) -> AsyncGenerator[tuple[dict[str, Any], SessionStoreEntry | None], None]:
     """Yield each document in ``seq`` order with its entry (``None`` for a hole), opened."""
-    filter_: dict[str, Any] = dict(ident)
-    seq_range: dict[str, int] = {}
-    if after is not None:
-        seq_range["$gt"] = after
+    # A range on seq even from the start (numbers begin at 1): the filter then names every
+    # field of entry_seq, the index that yields the order, and no planner picks entry_dedupe.
+    seq_range: dict[str, int] = {"$gt": after or 0}
     if upto is not None:
         seq_range["$lte"] = upto
-    if seq_range:
-        filter_["seq"] = seq_range
+    filter_: dict[str, Any] = {**ident, "seq": seq_range}
     cursor = collections.entries.find(filter_).sort("seq", ASCENDING).batch_size(batch_size)
     try:
         async for doc in cursor:

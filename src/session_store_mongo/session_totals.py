@@ -35,6 +35,7 @@ from .reader import read_slots
 from .sealer import Sealer
 
 __all__ = [
+    "EVERY_SESSION",
     "PRUNE_BATCH",
     "SESSION_TOTALS",
     "IdleSession",
@@ -57,6 +58,11 @@ SESSION_TOTALS: Mapping[str, Any] = {
     }
 }
 """The ``$group`` stage: one row per session from its transcripts' documents."""
+EVERY_SESSION: Mapping[str, Any] = {"$match": {"project_key": {"$gte": ""}}}
+"""Every transcript document (project keys are non-empty strings), through ``session_key``.
+
+A range on the index's first field: a store-wide read is an index scan on every planner,
+never a collection scan."""
 PRUNE_BATCH = 1000
 """Sessions selected per filter: pruning costs three ``delete_many`` per this many sessions."""
 
@@ -106,7 +112,9 @@ async def store_stats(
     are counted as ``size()`` counts them: read from the entries past ``settled``.
     """
     cursor = await maybe_await(
-        collections.sessions.aggregate([{"$match": {"count": {"$gt": 0}}}, SESSION_TOTALS])
+        collections.sessions.aggregate(
+            [EVERY_SESSION, {"$match": {"count": {"$gt": 0}}}, SESSION_TOTALS]
+        )
     )
     rows = {_session_of(doc["_id"]): dict(doc) async for doc in cursor}
     await _add_unsettled(collections, rows, sealer)
@@ -133,7 +141,11 @@ async def _add_unsettled(
     entries cannot be opened, and it has none to count.
     """
     cursor = collections.sessions.find(
-        {"pending_since": {"$exists": True}, "forgotten": {"$exists": False}}
+        {
+            **EVERY_SESSION["$match"],
+            "pending_since": {"$exists": True},
+            "forgotten": {"$exists": False},
+        }
     )
     async for doc in cursor:
         ident = {name: doc[name] for name in ("project_key", "session_id", "subpath")}
@@ -206,14 +218,17 @@ async def idle_sessions(
         InvalidKeyError: A malformed session in ``only``.
     """
     cutoff = idle_cutoff(older_than)
-    pipeline: list[Mapping[str, Any]] = [SESSION_TOTALS, {"$match": {"mtime": {"$lt": cutoff}}}]
+    selections: list[Mapping[str, Any]] = [EVERY_SESSION]
     if only is not None:
         chosen = [validate_session_key(session) for session in only]
-        if not chosen:
-            return []
-        pipeline.insert(0, {"$match": {"$or": _by_project(chosen)}})
-    cursor = await maybe_await(sessions.aggregate(pipeline))
-    return [IdleSession(doc["_id"], doc["transcripts"]) async for doc in cursor]
+        # One aggregation per project's batch: an index range each, where "$or" is not.
+        selections = [{"$match": batch} for batch in _by_project(chosen)]
+    idle = []
+    for selection in selections:
+        pipeline = [selection, SESSION_TOTALS, {"$match": {"mtime": {"$lt": cutoff}}}]
+        cursor = await maybe_await(sessions.aggregate(pipeline))
+        idle += [IdleSession(doc["_id"], doc["transcripts"]) async for doc in cursor]
+    return idle
 
 
 async def prune(collections: Collections, idle: Sequence[IdleSession]) -> None:

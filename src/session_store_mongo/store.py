@@ -98,6 +98,24 @@ _POSITIONS = {"count": 1, "settled": 1, "seq": 1}
 """What ``may_hold_entries`` reads of a session document."""
 
 
+_LISTED = {**_POSITIONS, "forgotten": 1}
+"""What ``_listed`` reads of a session document."""
+
+
+def _main_transcripts(project_key: str) -> dict[str, str]:
+    """The listings' filter: a project's main transcripts, on ``session_listing`` exactly.
+
+    Equalities only, so that every planner bounds the index with them; ``_listed`` then
+    leaves out what no listing shows.
+    """
+    return {"project_key": project_key, "subpath": MAIN_SUBPATH}
+
+
+def _listed(doc: Mapping[str, Any]) -> bool:
+    """Whether a listing shows a transcript: it may hold entries, and its key still exists."""
+    return may_hold_entries(doc) and "forgotten" not in doc
+
+
 @dataclass(frozen=True)
 class _Wiring:
     """A store's collections, sealer (if encrypted) and append path on one client."""
@@ -124,7 +142,7 @@ class Forgotten:
 
 
 _VISIBLE = {"forgotten": {"$exists": False}}
-"""Listings leave out transcripts whose data key was destroyed."""
+"""Transcripts whose data key was not destroyed."""
 
 
 class MongoSessionStore:
@@ -506,13 +524,12 @@ class MongoSessionStore:
         with self._operation("list_sessions"):
             await self._owned()
             cursor = self._collections.sessions.find(
-                {"project_key": project, "subpath": MAIN_SUBPATH, "seq": {"$gt": 0}, **_VISIBLE},
-                {"_id": 0, "session_id": 1, "mtime": 1, **_POSITIONS},
+                _main_transcripts(project), {"_id": 0, "session_id": 1, "mtime": 1, **_LISTED}
             )
             return [
                 {"session_id": doc["session_id"], "mtime": epoch_ms(doc["mtime"])}
                 async for doc in cursor
-                if may_hold_entries(doc)
+                if _listed(doc)
             ]
 
     async def list_session_summaries(self, project_key: str) -> list[SessionSummaryEntry]:
@@ -526,10 +543,8 @@ class MongoSessionStore:
         summaries: list[SessionSummaryEntry] = []
         with self._operation("list_session_summaries"):
             await self._owned()
-            cursor = self._collections.sessions.find(
-                {"project_key": project, "subpath": MAIN_SUBPATH, "seq": {"$gt": 0}, **_VISIBLE}
-            )
-            docs = [doc async for doc in cursor if may_hold_entries(doc)]
+            cursor = self._collections.sessions.find(_main_transcripts(project))
+            docs = [doc async for doc in cursor if _listed(doc)]
             for doc in docs:
                 key: SessionKey = {"project_key": project, "session_id": doc["session_id"]}
                 ident = key_fields(key)
@@ -562,11 +577,16 @@ class MongoSessionStore:
         clean = validate_session_key(key)
         with self._operation("list_subkeys"):
             await self._owned()
-            cursor = self._collections.sessions.find(
-                {**clean, "subpath": {"$ne": MAIN_SUBPATH}, "seq": {"$gt": 0}, **_VISIBLE},
-                {"_id": 0, "subpath": 1, **_POSITIONS},
+            # The session's transcripts, main one included: a filter on the key's prefix alone
+            # is one index range on any server, where "subpath != ''" is not on every planner.
+            cursor = self._collections.sessions.find(clean, {"_id": 0, "subpath": 1, **_LISTED})
+            return sorted(
+                [
+                    doc["subpath"]
+                    async for doc in cursor
+                    if doc["subpath"] != MAIN_SUBPATH and _listed(doc)
+                ]
             )
-            return sorted([doc["subpath"] async for doc in cursor if may_hold_entries(doc)])
 
     async def size(self, key: SessionKey) -> int:
         """Return how many entries the transcript holds (0 for an unknown key).
