@@ -1,16 +1,17 @@
 """Every query the store sends is planned on its own indexes, led by the shard-key fields.
 
 The test runs the store's operations (appends of every kind, loads, listings, summaries,
-subkeys, size, stats, delete, prune) through a client that records each command it sends, then
-asks the server to ``explain`` the query of each recorded command. A query the store starts to
-send tomorrow is recorded and explained like the others; a command the test does not know how
-to read fails it.
+subkeys, size, stats, follow, delete, prune) through a client that records each command it
+sends, then asks the server to ``explain`` the query of each recorded command. A query the
+store starts to send tomorrow is recorded and explained like the others; a command the test
+does not know how to read fails it.
 
 Asserted of every plan: an index scan on one of the store's indexes, no collection scan, no
 sort the index does not already provide; a per-session query has equality on ``project_key``
 and ``session_id`` and its index starts with them; a per-project query has equality on
 ``project_key`` and its index starts with it; only the operator's store-wide totals (an
-aggregate over the sessions collection) read every transcript, through ``session_key``.
+aggregate over the sessions collection) read every transcript, through ``session_key``. A
+follower's change stream reads the oplog, not a collection: its filter must name the session.
 
 SecantusDB, the test server, plans less than MongoDB: a filter it cannot serve from one index
 as a whole (a field no index holds, such as the compare-and-set's ``settled``) it scans the
@@ -100,6 +101,14 @@ def _queries(command: dict[str, Any]) -> Iterator[Query]:
     elif name in ("update", "delete"):
         for statement in command[f"{name}s"]:
             yield Query(name, command[name], dict(statement["q"]))
+    elif name == "aggregate" and "$changeStream" in command["pipeline"][0]:
+        # Reads the oplog, not a collection: nothing to plan; its filter must name the key.
+        [match] = [stage["$match"] for stage in command["pipeline"] if "$match" in stage]
+        inserts = [c for c in match["$or"] if c.get("operationType") == "insert"]
+        assert any(
+            {"fullDocument.project_key", "fullDocument.session_id"} <= set(clause)
+            for clause in inserts
+        ), f"a change stream on entries of any session: {match}"
     elif name == "aggregate":
         pipeline = [dict(stage) for stage in command["pipeline"]]
         head = pipeline[0].get("$match", {}) if pipeline else {}
@@ -241,6 +250,14 @@ async def _every_operation(store: MongoSessionStore, monkeypatch: pytest.MonkeyP
     await store.set_mtime(OTHER, datetime.now(timezone.utc) - timedelta(days=9))
     assert await store.prune_inactive(timedelta(days=1), dry_run=True)
     assert await store.prune_inactive(timedelta(days=1), only=[OTHER])
+    async with store.follow(MAIN, include_subkeys=True) as follower:
+        followed = 0
+        async for _ in follower:  # the 10 stored entries, then one appended while following
+            followed += 1
+            if followed == 10:
+                await store.append(MAIN, _entries("f", 1))
+            if followed == 11:
+                break
     await store.delete(SUB)
     await store.delete(MAIN)
 
