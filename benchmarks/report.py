@@ -299,14 +299,13 @@ def _append_section(results: Results) -> list[str]:
     ]
 
 
+def _median_best(samples: Sequence[float]) -> list[str]:
+    return [f"{median_ms(samples):.1f}", f"{min(samples) * 1000:.1f}"]
+
+
 def _load_section(results: Results) -> list[str]:
     rows = [
-        [
-            name,
-            f"{median_ms(samples):.1f}",
-            f"{min(samples) * 1000:.1f}",
-            f"{results.load_peak_bytes.get(name, 0) / 2**20:.1f}",
-        ]
+        [name, *_median_best(samples), f"{results.load_peak_bytes.get(name, 0) / 2**20:.1f}"]
         for name, samples in results.load_seconds.items()
     ]
     count = len(next(iter(results.load_seconds.values())))
@@ -497,12 +496,7 @@ def _encryption_section(results: Results) -> list[str]:
 def _load_vs_find_section(limits: LimitsResult) -> list[str]:
     bare = median_ms(limits.load_seconds[_BARE_FIND])
     rows = [
-        [
-            name,
-            f"{median_ms(samples):.1f}",
-            f"{min(samples) * 1000:.1f}",
-            f"{_ratio(median_ms(samples), bare):.2f}x",
-        ]
+        [name, *_median_best(samples), f"{_ratio(median_ms(samples), bare):.2f}x"]
         for name, samples in limits.load_seconds.items()
     ]
     whole = limits.load_bytes.get("whole documents", 0)

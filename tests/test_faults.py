@@ -133,21 +133,18 @@ FAULTS = {
     "summary-blocked": Fault("summary", _BLOCKED, times=2, raises=False, impatient=True),
     # The insert fails and so does the fence: the block stays undecided until the lease.
     "fence-error": Fault("fence", _FATAL, times=2, impatient=True),
-    # The same faults on the one command that inserts and settles (MongoDB 8.0+).
-    "bulk-dropped-once": Fault("insert+settle", _CLOSE, raises=False),
-    "bulk-dropped-twice": Fault("insert+settle", _CLOSE, times=2),
-    "bulk-retryable-error": Fault("insert+settle", _RETRYABLE, raises=False),
-    "bulk-error": Fault("insert+settle", _FATAL),
-    # The command ran, its reply was lost: the driver's retry finds the entries stored (their
-    # own _id) and the block settled, or the fence does; the append succeeds either way.
-    "bulk-reply-lost-once": Fault("insert+settle", raises=False),
-    "bulk-reply-lost-twice": Fault("insert+settle", times=2, raises=False),
-    "bulk-write-concern-error": Fault("insert+settle", _WRITE_CONCERN, raises=False),
-    # The command lands after the client gave up: the fence gets there first, so its first
-    # insert fails on a hole and, ordered, the settling after it never applies.
-    "bulk-blocked": Fault("insert+settle", _BLOCKED, times=2, impatient=True),
-    "bulk-blocked-fresh": Fault("insert+settle", _BLOCKED, times=2, impatient=True, fresh=True),
 }
+# The insert's faults again on the one command that inserts and settles (MongoDB 8.0+), with
+# the same outcome: a lost reply finds the entries stored (their own _id) and the block settled,
+# or the fence finds them; held past the client's timeout, the command lands after the fence,
+# its first insert fails on a hole and, ordered, the settling after it never applies.
+FAULTS.update(
+    {
+        name.replace("insert-", "bulk-", 1): dataclasses.replace(fault, step="insert+settle")
+        for name, fault in FAULTS.items()
+        if fault.step == "insert"
+    }
+)
 
 
 @pytest.fixture(scope="module")

@@ -140,9 +140,10 @@ class Summaries:
                     # Not next in line: make our block decidable by whoever is, then help.
                     await self._decide_skipped(block)
                     break
-                written = await self._compare_and_set(
+                settlement = await self._settlement(
                     key, block.ident, doc, fold, upto=block.end, fresh=stored
                 )
+                written = await self._compare_and_set(settlement)
                 if written is not None:
                     doc = written
                     break
@@ -203,9 +204,10 @@ class Summaries:
                 return doc  # the next number's writer is still in flight: it settles itself
             fresh = [s for s in slots if settled < s.seq <= decided]
             pending = [s.entry for s in slots if folded < s.seq <= decided and s.entry is not None]
-            written = await self._compare_and_set(
+            settlement = await self._settlement(
                 key, ident, doc, fold, upto=decided, fresh=fresh, pending=pending
             )
+            written = await self._compare_and_set(settlement)
             if written is not None:
                 doc = written
                 continue
@@ -292,25 +294,12 @@ class Summaries:
         settlement.filter["seq"] = block.end
         return settlement
 
-    async def _compare_and_set(
-        self,
-        key: SessionKey,
-        ident: dict[str, str],
-        doc: dict[str, Any],
-        fold: Fold | None,
-        *,
-        upto: int,
-        fresh: Sequence[PreparedEntry | Slot],
-        pending: list[Any] | None = None,
-    ) -> dict[str, Any] | None:
-        """Settle through ``upto`` if nobody settled since ``doc`` (see ``_settlement``).
+    async def _compare_and_set(self, settlement: Settlement) -> dict[str, Any] | None:
+        """Apply ``settlement``.
 
         Returns:
             The document written, or ``None`` if another writer settled or folded first.
         """
-        settlement = await self._settlement(
-            key, ident, doc, fold, upto=upto, fresh=fresh, pending=pending
-        )
         result: dict[str, Any] | None = await self._sessions.find_one_and_update(
             settlement.filter, settlement.update, return_document=ReturnDocument.AFTER
         )
