@@ -9,8 +9,8 @@ does not know how to read fails it.
 Asserted of every plan: an index scan on one of the store's indexes, no collection scan, no
 sort the index does not already provide; a per-session query has equality on ``project_key``
 and ``session_id`` and its index starts with them; a per-project query has equality on
-``project_key`` and its index starts with it; only the operator's store-wide totals (an
-aggregate over the sessions collection) read every transcript, through ``session_key``. A
+``project_key`` and its index starts with it; only the operator's store-wide totals (``stats``,
+prune's scan for idle sessions) read every transcript document, through ``session_key``. A
 follower's change stream reads the oplog, not a collection: its filter must name the session.
 
 SecantusDB, the test server, plans less than MongoDB: a filter it cannot serve from one index
@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -72,9 +72,12 @@ class Query:
     filter: dict[str, Any]
     sort: dict[str, Any] | None = None
     pipeline: list[dict[str, Any]] | None = None
-    store_wide: bool = False
-    """An aggregate over the sessions collection without a key: the operator's totals."""
-    notes: list[str] = field(default_factory=list)
+
+    @property
+    def store_wide(self) -> bool:
+        """No single project: only the operator's totals over the sessions collection."""
+        project = self.filter.get("project_key")
+        return project is None or isinstance(project, dict)
 
     def explain_target(self, filter_: dict[str, Any]) -> dict[str, Any]:
         """The command to explain, with ``filter_`` in place of the recorded filter."""
@@ -112,8 +115,7 @@ def _queries(command: dict[str, Any]) -> Iterator[Query]:
     elif name == "aggregate":
         pipeline = [dict(stage) for stage in command["pipeline"]]
         head = pipeline[0].get("$match", {}) if pipeline else {}
-        wide = "project_key" not in head or isinstance(head["project_key"], dict)
-        yield Query(name, command[name], dict(head), pipeline=pipeline, store_wide=wide)
+        yield Query(name, command[name], dict(head), pipeline=pipeline)
     elif name == "bulkWrite":
         namespaces = [info["ns"].split(".", 1)[1] for info in command["nsInfo"]]
         for op in command["ops"]:
