@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 from session_store_mongo import MongoSessionStore
 from session_store_protocol import SessionKey
 from tests.cli_support import MAIN, PROJECT, PROJECT_DIR, SUBAGENT_FILE, SUBPATH, LiveCli
+from tests.servers import running_server
 
 pytestmark = pytest.mark.live
 
@@ -122,3 +124,25 @@ def test_subagents_with_a_subpath_is_a_usage_error(imported: LiveCli) -> None:
     result = imported("show", MAIN, "--subpath", SUBPATH, "--subagents")
     assert result.exit_code == 2
     assert "--subagents" in result.stderr
+
+
+async def test_ctrl_c_ends_a_follow_at_once_while_the_server_is_down(secantusd: Path) -> None:
+    """The outage is reported on one line; SIGINT then exits 0 without waiting for a server."""
+    with running_server(secantusd) as server:
+        cli = LiveCli(server.url)
+        # Server selection waits 8 s: longer than the bound below, so a close that waits for
+        # a server (as it did) fails the test.
+        process = await _start(cli, "--timeout", "8", "show", MAIN, "--follow", "--json")
+        entry = {"type": "user", "uuid": "before-the-outage"}
+        await _append(cli, MAIN_KEY, [entry])
+        assert [json.loads(line) for line in await _lines(process, 1)] == [entry]  # following
+        server.stop(10)
+        assert process.stderr is not None
+        while b"reconnecting (for up to 60s)" not in await asyncio.wait_for(
+            process.stderr.readline(), 30
+        ):
+            pass
+        process.send_signal(signal.SIGINT)
+        _, err = await asyncio.wait_for(process.communicate(), 5)
+    assert process.returncode == 0, err.decode()
+    assert b"Traceback" not in err

@@ -35,6 +35,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pymongo.driver_info import DriverInfo
 from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.read_preferences import ReadPreference
 
 from session_store_protocol.errors import (
     InvalidStoreOptionsError,
@@ -234,7 +235,7 @@ class Connection:
             await loop.create_future()
         finally:
             self._watchers.pop(loop, None)
-            await client.close()
+            await _close_client(client)
 
     def describe(self, exc: BaseException) -> str:
         """One line about a driver error, fit for messages and logs: no secret, no reply dump."""
@@ -289,7 +290,7 @@ class Connection:
             elif not loop.is_closed():
                 loop.call_soon_threadsafe(watcher.cancel)
         if self._spare is not None:
-            await self._spare.close()
+            await _close_client(self._spare)
             self._spare = None
 
 
@@ -328,3 +329,18 @@ def client_facts(client: Any) -> ClientFacts:
         # Forget the facts with the client, before its id can be reused.
         weakref.finalize(client, _FACTS.pop, key, None)
     return facts
+
+
+async def _close_client(client: Any) -> None:
+    """Close ``client`` at once, even when its server cannot be reached.
+
+    ``close()`` first ends the client's server sessions with a command that waits for a server
+    for the whole ``serverSelectionTimeoutMS``; with no server known to be up (an outage, a
+    Ctrl-C while reconnecting) nothing would answer it, so the sessions are let go instead: the
+    server expires them itself after 30 minutes.
+    """
+    description = client.topology_description
+    topology = getattr(client, "_topology", None)
+    if not description.has_readable_server(ReadPreference.PRIMARY_PREFERRED) and topology:
+        topology.pop_all_sessions()
+    await client.close()

@@ -239,10 +239,13 @@ class Follower:
                     if now - failing_since >= self._reconnect_timeout:
                         with self._connection.translate_errors("follow"):
                             raise
-                    log.info(
-                        "follow on %s: %s; trying again",
+                    # One warning per outage (a CLI prints it as a line), then quieter tries.
+                    log.log(
+                        logging.WARNING if now == failing_since else logging.INFO,
+                        "follow on %s: %s; reconnecting (for up to %gs)",
                         self._connection.hosts,
                         self._connection.describe(exc),
+                        self._reconnect_timeout,
                     )
                     await self._close_stream()
                     for transcript in self._transcripts.values():
