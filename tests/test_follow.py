@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -418,18 +419,88 @@ async def test_a_lost_resume_token_falls_back_to_reading_from_the_position(
 
 
 @pytest.mark.live
-async def test_a_server_gone_for_good_ends_in_a_typed_error(secantusd: Path) -> None:
-    """Past ``reconnect_timeout`` without a server, iterating raises StoreUnavailableError."""
+async def test_a_server_gone_for_good_ends_in_a_typed_error_after_reconnect_timeout(
+    secantusd: Path,
+) -> None:
+    """``reconnect_timeout`` counts from the first failed request and caps every retry.
+
+    Server selection may wait 10 s, the follow only 2: the typed error comes well before the
+    client's own timeout would end one request (a retry used to wait all of it, and the first
+    failure too), and says how long the follower tried.
+    """
     with running_server(secantusd) as server:
         store = MongoSessionStore(
-            url=server.url, database="gone", client_options={"serverSelectionTimeoutMS": 300}
+            url=server.url, database="gone", client_options={"serverSelectionTimeoutMS": 10_000}
         )
         await store.append(KEY, _entries(1))
-        follower = store.follow(KEY, reconnect_timeout=1)
+        follower = store.follow(KEY, reconnect_timeout=2)
         await take(follower, 1)
         server.stop(10)
-        with pytest.raises(StoreUnavailableError, match=r"follow on 127\.0\.0\.1"):
+        with pytest.raises(StoreUnavailableError, match=r"follow on 127\.0\.0\.1") as raised:
+            await asyncio.wait_for(follower.__anext__(), 8)
+        tried = re.search(
+            r"gave up after (\d+\.\d)s of trying \(reconnect_timeout=2s\)", str(raised.value)
+        )
+        assert tried is not None, str(raised.value)
+        assert float(tried[1]) >= 2  # it did retry for the whole reconnect_timeout
+        await follower.aclose()
+        await store.close()
+
+
+@pytest.mark.live
+async def test_reconnect_timeout_0_ends_the_follow_at_the_first_failure(
+    secantusd: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``reconnect_timeout=0`` retries nothing: the first request that fails ends the follow."""
+    with running_server(secantusd) as server:
+        store = MongoSessionStore(
+            url=server.url, database="gone", client_options={"serverSelectionTimeoutMS": 500}
+        )
+        await store.append(KEY, _entries(1))
+        follower = store.follow(KEY, reconnect_timeout=0)
+        await take(follower, 1)
+        server.stop(10)
+        with (
+            caplog.at_level(logging.INFO, logger="session_store_mongo"),
+            pytest.raises(StoreUnavailableError, match=r"\(reconnect_timeout=0s\)"),
+        ):
             await asyncio.wait_for(follower.__anext__(), 20)
+        assert not [r for r in caplog.records if "reconnecting" in r.getMessage()]
+        await follower.aclose()
+        await store.close()
+
+
+@pytest.mark.live
+async def test_retries_in_an_outage_are_capped_by_the_time_left(
+    secantusd: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The deadline runs from the first failure: a retry never waits out server selection.
+
+    The stream fails at once (the server refuses its commands), the follower retries, then
+    the server goes away: the retry that meets no server (whose selection may wait 10 s) is
+    given only what is left of the 3 s.
+    """
+    with running_server(secantusd, "--enable-test-commands") as server:
+        admin: AsyncMongoClient[Any] = AsyncMongoClient(server.url)
+        store = MongoSessionStore(
+            url=server.url, database="gone", client_options={"serverSelectionTimeoutMS": 10_000}
+        )
+        await store.append(KEY, _entries(1))
+        follower = store.follow(KEY, reconnect_timeout=3)
+        await take(follower, 1)
+        with caplog.at_level(logging.WARNING, logger="session_store_mongo"):
+            await fail_command(admin, ["getMore", "aggregate", "find"], times=1000, errorCode=2)
+            pending = asyncio.ensure_future(follower.__anext__())
+            for _ in range(200):  # the first failure is reported within 10 s
+                if any("reconnecting" in r.getMessage() for r in caplog.records):
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the refused commands were not reported")
+            await admin.close()
+            await asyncio.to_thread(server.stop, 10)
+            with pytest.raises(StoreUnavailableError, match=r"\(reconnect_timeout=3s\)"):
+                await asyncio.wait_for(pending, 8)
         await follower.aclose()
         await store.close()
 

@@ -33,8 +33,11 @@ process appends it. How:
    reservation lease (the store's ``summary_lease_ms``: it crashed).
 4. A broken stream (a reconnect, a server restart) is reopened after the last event seen
    (its resume token; or from now if the server lost it) and the follower re-reads from its
-   position, so the outage loses nothing. It gives up (``StoreUnavailableError``) only after
-   ``reconnect_timeout`` seconds without reaching the server.
+   position, so the outage loses nothing. It gives up (``StoreUnavailableError``, saying how
+   long it tried) ``reconnect_timeout`` seconds after the first request the server failed to
+   answer was sent: each retry is capped by what is left (``pymongo.timeout``, server
+   selection included), so the client's ``serverSelectionTimeoutMS`` does not stretch it.
+   ``reconnect_timeout=0`` retries nothing.
 
 Change streams need a replica set or a sharded cluster (a one-node replica set will do). On a
 standalone server or mongomock the follower polls by position every ``poll_interval`` seconds
@@ -49,25 +52,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias, cast
 
+import pymongo
 from pymongo.errors import OperationFailure, PyMongoError
 
-from session_store_protocol.errors import InvalidKeyError, InvalidStoreOptionsError
+from session_store_protocol.errors import (
+    InvalidKeyError,
+    InvalidStoreOptionsError,
+    StoreUnavailableError,
+)
 from session_store_protocol.types import MAIN_SUBPATH, SessionStoreEntry
 
 from .client import Connection, client_facts
 from .codec import decode_entry
-from .driver import maybe_await
+from .driver import maybe_await, pymongo_client
 from .layout import Collections
 from .reader import StoredEntry, iter_stored, read_slots
 from .sealer import SEALED, Sealer, unseal
 from .summary import may_hold_entries
 
-__all__ = ["Follower", "Position"]
+__all__ = ["DEFAULT_RECONNECT_TIMEOUT", "Follower", "Position"]
 
 log = logging.getLogger("session_store_mongo")
 
@@ -76,12 +85,16 @@ Position: TypeAlias = int | Mapping[str | None, int] | Literal["end"] | None
 (``None`` for the main transcript; ``Follower.position`` has this shape), ``"end"`` (only what
 is appended from now on), or ``None`` (from the first entry)."""
 
+DEFAULT_RECONNECT_TIMEOUT = 60.0
+"""Seconds a follower keeps trying to reach a server that went away, unless told otherwise."""
 _FIRST_RECHECK = 0.05
 """Seconds before a follower held back at a gap looks at the accounting again (then doubling)."""
 _MAX_STREAM_WAIT = 1.0
 """Longest a change stream's getMore waits on the server for a change, in seconds."""
 _MAX_BACKOFF = 2.0
 """Longest wait between attempts to reach a server that went away."""
+_LEAST_REQUEST_TIME = 0.001
+"""Seconds a request is given once ``reconnect_timeout`` is spent: enough to fail at once."""
 _NO_CHANGE_STREAMS = {
     20,  # IllegalOperation
     40573,  # "The $changeStream stage is only supported on replica sets"
@@ -154,7 +167,12 @@ class Follower:
         self._session_filter = ident if not include_subkeys else _session_of(ident)
         self._include_subkeys = include_subkeys
         self._poll_interval = float(poll_interval)
-        self._streaming = change_streams and client_facts(connection.client).change_streams
+        client = connection.client
+        self._streaming = change_streams and client_facts(client).change_streams
+        self._selection_timeout = _selection_timeout(client)
+        # A getMore waits at most this long for a change: short enough to recheck a held-back
+        # gap on time, far below the socket timeout.
+        self._stream_wait = min(self._poll_interval, _MAX_STREAM_WAIT)
         self._lease = lease_ms / 1000
         self._reconnect_timeout = float(reconnect_timeout)
         self._check_open = check_open
@@ -166,6 +184,10 @@ class Follower:
         self._resume_token: Any = None
         self._reopen = False
         self._started = False
+        self._failing_since: float | None = None
+        """When the current outage began: the first failed request was sent (``None``: none)."""
+        self._warned: float | None = None
+        """The outage already reported as a warning (its ``_failing_since``)."""
         self.deleted = False
         """Whether the iteration ended because the session was deleted."""
         self._delivered: dict[str | None, int] = {}
@@ -214,7 +236,7 @@ class Follower:
     # -- the loop ----------------------------------------------------------------------------
 
     async def _run(self) -> AsyncGenerator[StoredEntry, None]:
-        failing_since: float | None = None
+        self._failing_since = None  # a failed ``async with`` is not part of the iteration's outage
         backoff = _FIRST_RECHECK
         try:
             while True:
@@ -225,35 +247,85 @@ class Follower:
                         if self._streaming and (self._stream is None or self._reopen):
                             await self._open_stream()
                         async for item in self._catch_up_due():
+                            self._failing_since = None  # delivering again: the outage is over
                             yield item
                     if not self.deleted:
                         async for item in self._listen():
+                            self._failing_since = None
                             yield item
                     if self.deleted:
                         return
-                    failing_since, backoff = None, _FIRST_RECHECK
+                    self._failing_since, backoff = None, _FIRST_RECHECK
                 except PyMongoError as exc:
                     self._check_open()
                     now = time.monotonic()
-                    failing_since = failing_since or now
-                    if now - failing_since >= self._reconnect_timeout:
-                        with self._connection.translate_errors("follow"):
-                            raise
+                    first = self._failing_since is None or self._failing_since != self._warned
+                    if self._failing_since is None:
+                        self._failing_since = now
+                    waited = now - self._failing_since
+                    left = self._reconnect_timeout - waited
+                    if left <= 0:
+                        try:
+                            with self._connection.translate_errors("follow"):
+                                raise
+                        except StoreUnavailableError as typed:  # or StoreAuthenticationError
+                            raise type(typed)(
+                                f"{typed}; gave up after {waited:.1f}s of trying "
+                                f"(reconnect_timeout={self._reconnect_timeout:g}s)"
+                            ) from None
                     # One warning per outage (a CLI prints it as a line), then quieter tries.
                     log.log(
-                        logging.WARNING if now == failing_since else logging.INFO,
+                        logging.WARNING if first else logging.INFO,
                         "follow on %s: %s; reconnecting (for up to %gs)",
                         self._connection.hosts,
                         self._connection.describe(exc),
                         self._reconnect_timeout,
                     )
+                    self._warned = self._failing_since
                     await self._close_stream()
                     for transcript in self._transcripts.values():
                         transcript.due_at = 0.0  # re-read from the position: nothing lost
-                    await asyncio.sleep(backoff)
+                    # The last try before the deadline still gets half of what is left.
+                    await asyncio.sleep(min(backoff, left / 2))
                     backoff = min(backoff * 2, _MAX_BACKOFF)
         finally:
             await self._close_stream()
+
+    @contextlib.contextmanager
+    def _request(self, waits: float = 0.0) -> Iterator[None]:
+        """One request to the server, given no more than what is left of ``reconnect_timeout``.
+
+        The first request that fails starts the outage's clock, from the moment it was sent:
+        since then the follower has not reached the server. Below the client's
+        ``serverSelectionTimeoutMS`` left, ``pymongo.timeout`` caps the request, server
+        selection included, at what is left, so no retry overruns the deadline. ``waits`` is
+        time the server is asked to wait on top (a change stream's getMore).
+        """
+        sent = time.monotonic()
+        limit = self._time_left(sent)
+        try:
+            with contextlib.nullcontext() if limit is None else pymongo.timeout(limit + waits):
+                yield
+        except PyMongoError:
+            if self._failing_since is None:
+                self._failing_since = sent
+            raise
+
+    def _time_left(self, now: float) -> float | None:
+        """Seconds a request may take now, or ``None``: the client's own timeouts end it in time.
+
+        They do while at least ``serverSelectionTimeoutMS`` is left (and an outage then gets its
+        warning as soon as the client gives up on one request), and with ``reconnect_timeout=0``,
+        which retries nothing.
+        """
+        if not self._reconnect_timeout:
+            return None
+        since = now if self._failing_since is None else self._failing_since
+        left = since + self._reconnect_timeout - now
+        if left >= self._selection_timeout:
+            return None
+        # pymongo.timeout(0) would mean no limit: a spent budget still gets a sliver, and fails.
+        return max(left, _LEAST_REQUEST_TIME)
 
     async def _start(self) -> None:
         """Read where each transcript stands, then open the change stream; once."""
@@ -299,8 +371,9 @@ class Follower:
 
     async def _session_docs(self) -> dict[str, dict[str, Any]]:
         """The ``sessions`` documents of the followed transcripts, by subpath (no summary)."""
-        cursor = self._collections.sessions.find(self._session_filter, _SESSION_FIELDS)
-        return {doc["subpath"]: doc async for doc in cursor}
+        with self._request():
+            cursor = self._collections.sessions.find(self._session_filter, _SESSION_FIELDS)
+            return {doc["subpath"]: doc async for doc in cursor}
 
     # -- the stored part -----------------------------------------------------------------------
 
@@ -332,7 +405,11 @@ class Follower:
                 self._collections, ident, after=transcript.position, sealer=self._sealer
             )
             async with contextlib.aclosing(stored):
-                async for item in stored:
+                while True:
+                    with self._request():  # one batch at most: never across a yield
+                        item = await anext(stored, None)
+                    if item is None:
+                        break
                     if not await self._gap_decided(transcript, item.seq, settled):
                         transcript.held_back(time.monotonic())
                         return
@@ -351,9 +428,14 @@ class Follower:
         if seq <= max(after + 1, settled):
             return True
         ident = {**self._ident, "subpath": transcript.subpath}
-        holes = await read_slots(
-            self._collections, ident, after=max(after, settled), upto=seq - 1, sealer=self._sealer
-        )
+        with self._request():
+            holes = await read_slots(
+                self._collections,
+                ident,
+                after=max(after, settled),
+                upto=seq - 1,
+                sealer=self._sealer,
+            )
         if len(holes) == seq - 1 - max(after, settled):  # no entry there: the reader yields those
             return True
         return self._abandoned(transcript, seq)
@@ -392,7 +474,8 @@ class Follower:
             for transcript in self._transcripts.values():  # new subkeys come with the read
                 transcript.due_at = 0.0
             return
-        event = await self._stream.try_next()
+        with self._request(waits=self._stream_wait):
+            event = await self._stream.try_next()
         self._resume_token = self._stream.resume_token
         if event is None:
             if not self._stream.alive:
@@ -434,7 +517,8 @@ class Follower:
             elif transcript.gap_since is not None:
                 transcript.due_at = now  # it may be the gap holding the follower back
         elif seq == transcript.position + 1 and transcript.due_at is None:
-            item = await self._item_of(transcript, doc)
+            with self._request():
+                item = await self._item_of(transcript, doc)
             if item is None:  # gone already: deleted meanwhile, the read says so
                 transcript.due_at = now
                 return
@@ -502,15 +586,14 @@ class Follower:
         if not callable(getattr(database, "watch", None)):  # mongomock: no change streams
             self._fall_back_to_polling()
             return
-        # A getMore waits at most this long for a change: short enough to recheck a held-back
-        # gap on time, far below the socket timeout.
-        wait_ms = int(min(self._poll_interval, _MAX_STREAM_WAIT) * 1000)
+        wait_ms = int(self._stream_wait * 1000)
         options: dict[str, Any] = {"max_await_time_ms": max(1, wait_ms)}
         if self._resume_token is not None:
             options["resume_after"] = self._resume_token
         try:
-            stream = await maybe_await(database.watch(self._pipeline(), **options))
-            self._stream = await stream.__aenter__()  # Motor opens the cursor only here
+            with self._request():
+                stream = await maybe_await(database.watch(self._pipeline(), **options))
+                self._stream = await stream.__aenter__()  # Motor opens the cursor only here
         except OperationFailure as exc:
             if exc.code in _NO_CHANGE_STREAMS:
                 self._fall_back_to_polling()
@@ -537,8 +620,15 @@ class Follower:
     async def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
         if stream is not None:
-            with contextlib.suppress(PyMongoError):
+            with contextlib.suppress(PyMongoError), self._request():
                 await maybe_await(stream.close())
+
+
+def _selection_timeout(client: Any) -> float:
+    """The client's ``serverSelectionTimeoutMS`` in seconds; infinite for mongomock."""
+    options = getattr(pymongo_client(client), "options", None)  # mongomock: a database
+    seconds = getattr(options, "server_selection_timeout", None)
+    return float(seconds) if isinstance(seconds, (int, float)) else math.inf
 
 
 def _session_of(ident: Mapping[str, str]) -> dict[str, str]:

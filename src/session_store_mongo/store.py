@@ -63,7 +63,7 @@ from .client import DEFAULT_CLIENT_OPTIONS, ClientFacts, Connection, client_fact
 from .codec import epoch_ms
 from .driver import has_client_bulk_write
 from .encryption import EncryptionSettings, keyring_for
-from .follow import Follower, Position
+from .follow import DEFAULT_RECONNECT_TIMEOUT, Follower, Position
 from .layout import DEFAULT_COLLECTION_PREFIX, Collections, key_fields
 from .ownership import check_owned
 from .reader import StoredEntry, iter_stored, read_entries
@@ -470,7 +470,7 @@ class MongoSessionStore:
         include_subkeys: bool = False,
         poll_interval: float = 0.5,
         change_streams: bool = True,
-        reconnect_timeout: float = 60.0,
+        reconnect_timeout: float = DEFAULT_RECONNECT_TIMEOUT,
     ) -> Follower:
         """Follow a transcript: what is stored after ``after``, then every entry appended.
 
@@ -487,7 +487,8 @@ class MongoSessionStore:
             poll_interval: Seconds between reads when polling; with change streams, the
                 longest a follower waits before it looks at a held-back gap again.
             change_streams: ``False`` polls even where change streams exist.
-            reconnect_timeout: Seconds without reaching the server before giving up.
+            reconnect_timeout: Seconds from the first request the server fails to answer to
+                giving up; every retry is capped by what is left. ``0`` retries nothing.
 
         Raises:
             InvalidKeyError: Malformed key, or ``include_subkeys`` with a subpath.
