@@ -15,7 +15,15 @@ import pytest
 
 from session_store_mongo import MongoSessionStore
 from session_store_protocol import SessionKey
-from tests.cli_support import MAIN, PROJECT, PROJECT_DIR, SUBAGENT_FILE, SUBPATH, LiveCli
+from tests.cli_support import (
+    MAIN,
+    PROJECT,
+    PROJECT_DIR,
+    SUBAGENT_FILE,
+    SUBPATH,
+    LiveCli,
+    invoke,
+)
 from tests.servers import running_server
 
 pytestmark = pytest.mark.live
@@ -146,3 +154,44 @@ async def test_ctrl_c_ends_a_follow_at_once_while_the_server_is_down(secantusd: 
         _, err = await asyncio.wait_for(process.communicate(), 5)
     assert process.returncode == 0, err.decode()
     assert b"Traceback" not in err
+
+
+async def test_follow_reconnects_for_reconnect_timeout_then_exits_1_saying_so(
+    secantusd: Path,
+) -> None:
+    """``--reconnect-timeout 4``: the outage line names 4 s, and the follow ends after them."""
+    with running_server(secantusd) as server:
+        cli = LiveCli(server.url)
+        process = await _start(
+            cli, "--timeout", "1", "show", MAIN, "--follow", "--json", "--reconnect-timeout", "4"
+        )
+        entry = {"type": "user", "uuid": "before-the-outage"}
+        await _append(cli, MAIN_KEY, [entry])
+        assert [json.loads(line) for line in await _lines(process, 1)] == [entry]  # following
+        server.stop(10)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    text = err.decode()
+    assert process.returncode == 1, text
+    assert "reconnecting (for up to 4s)" in text
+    [error] = [line for line in text.splitlines() if line.startswith("error:")]
+    assert "gave up after" in error
+    assert error.endswith("(reconnect_timeout=4s)")
+    assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "1e400", "86401", "abc"])
+def test_a_bad_reconnect_timeout_is_a_usage_error(value: str) -> None:
+    """Negative, not finite, past a day or not a number: exit 2 naming the option."""
+    result = invoke(
+        "--url", "mongodb://127.0.0.1:1/", "show", MAIN, "--follow", "--reconnect-timeout", value
+    )
+    assert result.exit_code == 2, result.output
+    assert "--reconnect-timeout" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_reconnect_timeout_without_follow_is_a_usage_error() -> None:
+    """The option only means something to ``--follow``: alone it is refused (exit 2)."""
+    result = invoke("--url", "mongodb://127.0.0.1:1/", "show", MAIN, "--reconnect-timeout", "5")
+    assert result.exit_code == 2
+    assert "--reconnect-timeout is for --follow" in result.stderr

@@ -45,6 +45,7 @@ from session_store_protocol.types import SessionKey, SessionListSubkeysKey, Sess
 
 from ..builder import validate_database_name
 from ..client import Connection
+from ..follow import DEFAULT_RECONNECT_TIMEOUT
 from ..migrate import DEFAULT_BATCH as MIGRATE_BATCH
 from ..migrate import MigrationReport, migrate
 from ..predecessor import PREDECESSOR, PREDECESSOR_COLLECTION, PREDECESSOR_DATABASE
@@ -72,6 +73,7 @@ from .settings import (
     EXIT_USAGE,
     Settings,
     parse_duration,
+    parse_reconnect_timeout,
     parse_timeout,
 )
 
@@ -355,14 +357,34 @@ def show_session(
             '(with --json: {"subpath", "seq", "entry"} per line).',
         ),
     ] = False,
+    reconnect_timeout: Annotated[
+        float | None,
+        typer.Option(
+            parser=parse_reconnect_timeout,
+            metavar="SECONDS",
+            help="With --follow: how long to keep reconnecting to a server that went away, "
+            f"from its first failure, before exiting 1 (default {DEFAULT_RECONNECT_TIMEOUT:g}; "
+            "0: not at all).",
+        ),
+    ] = None,
 ) -> None:
     """Print a transcript: messages, tool calls and shortened tool results."""
     settings = _settings(ctx)
     key = settings.session_key(session, subpath)
     if subagents and subpath is not None:
         settings.fail("--subagents shows a whole session: leave out --subpath", EXIT_USAGE)
+    if reconnect_timeout is not None and not follow:
+        settings.fail("--reconnect-timeout is for --follow: add it or leave it out", EXIT_USAGE)
     if follow:
-        _follow_session(settings, key, as_json=as_json, subagents=subagents)
+        _follow_session(
+            settings,
+            key,
+            as_json=as_json,
+            subagents=subagents,
+            reconnect_timeout=(
+                DEFAULT_RECONNECT_TIMEOUT if reconnect_timeout is None else reconnect_timeout
+            ),
+        )
         return
     if subagents:
         _show_session_with_subagents(settings, key, as_json=as_json)
@@ -418,8 +440,18 @@ def _show_session_with_subagents(settings: Settings, key: SessionKey, *, as_json
         settings.fail(f"session {key['session_id']} not found in project {key['project_key']}")
 
 
-def _follow_session(settings: Settings, key: SessionKey, *, as_json: bool, subagents: bool) -> None:
-    """``show --follow``: what is stored, then each new entry, until Ctrl-C or a delete."""
+def _follow_session(
+    settings: Settings,
+    key: SessionKey,
+    *,
+    as_json: bool,
+    subagents: bool,
+    reconnect_timeout: float,
+) -> None:
+    """``show --follow``: what is stored, then each new entry, until Ctrl-C or a delete.
+
+    A server out of reach for ``reconnect_timeout`` seconds ends it with exit 1.
+    """
 
     async def run(store: MongoSessionStore) -> bool:
         if not await store.size(key) and not (subagents and await _subagent_keys(store, key)):
@@ -427,7 +459,8 @@ def _follow_session(settings: Settings, key: SessionKey, *, as_json: bool, subag
                 literal(f"nothing stored yet in {key['session_id']}: waiting (Ctrl-C to stop)"),
                 style="dim",
             )
-        async with store.follow(key, include_subkeys=subagents) as follower:
+        follower = store.follow(key, include_subkeys=subagents, reconnect_timeout=reconnect_timeout)
+        async with follower:
             async for item in follower:
                 _print_item(settings, item, as_json=as_json, labelled=subagents)
         return follower.deleted

@@ -48,10 +48,12 @@ __all__ = [
     "EXIT_FAILURE",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
+    "MAX_RECONNECT_SECONDS",
     "MAX_TIMEOUT_SECONDS",
     "MIN_TIMEOUT_SECONDS",
     "Settings",
     "parse_duration",
+    "parse_reconnect_timeout",
     "parse_timeout",
 ]
 
@@ -63,6 +65,8 @@ EXIT_INTERRUPTED = 130
 """Ctrl-C: the shell's convention (128 + SIGINT)."""
 MIN_TIMEOUT_SECONDS = 0.1
 MAX_TIMEOUT_SECONDS = 3600.0
+MAX_RECONNECT_SECONDS = 86400.0
+"""``--reconnect-timeout``'s ceiling: a day."""
 _DURATION = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -89,14 +93,26 @@ def parse_timeout(text: str) -> float:
     Raises:
         typer.BadParameter: Not a number in that range (a usage error naming the range).
     """
+    return _seconds(text, MIN_TIMEOUT_SECONDS, MAX_TIMEOUT_SECONDS)
+
+
+def parse_reconnect_timeout(text: str) -> float:
+    """``--reconnect-timeout``: seconds between 0 (no retry) and a day.
+
+    Raises:
+        typer.BadParameter: Not a number in that range (a usage error naming the range).
+    """
+    return _seconds(text, 0.0, MAX_RECONNECT_SECONDS)
+
+
+def _seconds(text: str, least: float, most: float) -> float:
+    """``text`` as seconds from ``least`` to ``most``; ``nan``, ``inf`` and ``1e400`` are not."""
     try:
         seconds = float(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a number of seconds") from None
-    if not (math.isfinite(seconds) and MIN_TIMEOUT_SECONDS <= seconds <= MAX_TIMEOUT_SECONDS):
-        raise typer.BadParameter(
-            f"{text} is not between {MIN_TIMEOUT_SECONDS} and {MAX_TIMEOUT_SECONDS:.0f} seconds"
-        )
+    if not (math.isfinite(seconds) and least <= seconds <= most):
+        raise typer.BadParameter(f"{text} is not between {least:g} and {most:g} seconds")
     return seconds
 
 
