@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sys
@@ -418,6 +419,26 @@ async def test_a_lost_resume_token_falls_back_to_reading_from_the_position(
         await admin.close()
 
 
+@contextlib.asynccontextmanager
+async def _following(
+    server: SecantusServer, *, selection_ms: int, reconnect_timeout: float
+) -> AsyncIterator[Follower]:
+    """A follower of ``KEY`` on ``server``, past the one entry stored there."""
+    store = MongoSessionStore(
+        url=server.url,
+        database="gone",
+        client_options={"serverSelectionTimeoutMS": selection_ms},
+    )
+    await store.append(KEY, _entries(1))
+    follower = store.follow(KEY, reconnect_timeout=reconnect_timeout)
+    try:
+        await take(follower, 1)
+        yield follower
+    finally:
+        await follower.aclose()
+        await store.close()
+
+
 @pytest.mark.live
 async def test_a_server_gone_for_good_ends_in_a_typed_error_after_reconnect_timeout(
     secantusd: Path,
@@ -429,22 +450,15 @@ async def test_a_server_gone_for_good_ends_in_a_typed_error_after_reconnect_time
     failure too), and says how long the follower tried.
     """
     with running_server(secantusd) as server:
-        store = MongoSessionStore(
-            url=server.url, database="gone", client_options={"serverSelectionTimeoutMS": 10_000}
-        )
-        await store.append(KEY, _entries(1))
-        follower = store.follow(KEY, reconnect_timeout=2)
-        await take(follower, 1)
-        server.stop(10)
-        with pytest.raises(StoreUnavailableError, match=r"follow on 127\.0\.0\.1") as raised:
-            await asyncio.wait_for(follower.__anext__(), 8)
-        tried = re.search(
-            r"gave up after (\d+\.\d)s of trying \(reconnect_timeout=2s\)", str(raised.value)
-        )
-        assert tried is not None, str(raised.value)
-        assert float(tried[1]) >= 2  # it did retry for the whole reconnect_timeout
-        await follower.aclose()
-        await store.close()
+        async with _following(server, selection_ms=10_000, reconnect_timeout=2) as follower:
+            server.stop(10)
+            with pytest.raises(StoreUnavailableError, match=r"follow on 127\.0\.0\.1") as raised:
+                await asyncio.wait_for(follower.__anext__(), 8)
+    tried = re.search(
+        r"gave up after (\d+\.\d)s of trying \(reconnect_timeout=2s\)", str(raised.value)
+    )
+    assert tried is not None, str(raised.value)
+    assert float(tried[1]) >= 2  # it did retry for the whole reconnect_timeout
 
 
 @pytest.mark.live
@@ -453,21 +467,14 @@ async def test_reconnect_timeout_0_ends_the_follow_at_the_first_failure(
 ) -> None:
     """``reconnect_timeout=0`` retries nothing: the first request that fails ends the follow."""
     with running_server(secantusd) as server:
-        store = MongoSessionStore(
-            url=server.url, database="gone", client_options={"serverSelectionTimeoutMS": 500}
-        )
-        await store.append(KEY, _entries(1))
-        follower = store.follow(KEY, reconnect_timeout=0)
-        await take(follower, 1)
-        server.stop(10)
-        with (
-            caplog.at_level(logging.INFO, logger="session_store_mongo"),
-            pytest.raises(StoreUnavailableError, match=r"\(reconnect_timeout=0s\)"),
-        ):
-            await asyncio.wait_for(follower.__anext__(), 20)
-        assert not [r for r in caplog.records if "reconnecting" in r.getMessage()]
-        await follower.aclose()
-        await store.close()
+        async with _following(server, selection_ms=500, reconnect_timeout=0) as follower:
+            server.stop(10)
+            with (
+                caplog.at_level(logging.INFO, logger="session_store_mongo"),
+                pytest.raises(StoreUnavailableError, match=r"\(reconnect_timeout=0s\)"),
+            ):
+                await asyncio.wait_for(follower.__anext__(), 20)
+    assert not [r for r in caplog.records if "reconnecting" in r.getMessage()]
 
 
 @pytest.mark.live
@@ -482,13 +489,8 @@ async def test_retries_in_an_outage_are_capped_by_the_time_left(
     """
     with running_server(secantusd, "--enable-test-commands") as server:
         admin: AsyncMongoClient[Any] = AsyncMongoClient(server.url)
-        store = MongoSessionStore(
-            url=server.url, database="gone", client_options={"serverSelectionTimeoutMS": 10_000}
-        )
-        await store.append(KEY, _entries(1))
-        follower = store.follow(KEY, reconnect_timeout=3)
-        await take(follower, 1)
-        with caplog.at_level(logging.WARNING, logger="session_store_mongo"):
+        async with _following(server, selection_ms=10_000, reconnect_timeout=3) as follower:
+            caplog.set_level(logging.WARNING, logger="session_store_mongo")
             await fail_command(admin, ["getMore", "aggregate", "find"], times=1000, errorCode=2)
             pending = asyncio.ensure_future(follower.__anext__())
             for _ in range(200):  # the first failure is reported within 10 s
@@ -501,8 +503,6 @@ async def test_retries_in_an_outage_are_capped_by_the_time_left(
             await asyncio.to_thread(server.stop, 10)
             with pytest.raises(StoreUnavailableError, match=r"\(reconnect_timeout=3s\)"):
                 await asyncio.wait_for(pending, 8)
-        await follower.aclose()
-        await store.close()
 
 
 @pytest.mark.live
