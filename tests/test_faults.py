@@ -393,6 +393,38 @@ async def test_a_server_without_bulk_write_gets_separate_commands(faulty: Faulty
         assert await store.size(key) == 6
 
 
+@live
+@pytest.mark.parametrize(
+    ("failpoint", "times"), [(_FATAL, 1), (_CLOSE, 2)], ids=["refused", "dropped-twice"]
+)
+async def test_new_transcripts_of_a_failed_insert_are_fenced(
+    faulty: Faulty, failpoint: dict[str, Any], times: int
+) -> None:
+    """``append_new`` whose entries' insert fails: raised; what it created is fenced, settled.
+
+    The caller's retry then finds those transcripts existing and appends to them: every entry
+    is stored once, the counts and summaries exact, nothing waits for the lease.
+    """
+    store = faulty.stores[False, False]
+    keys = [_key() for _ in range(3)]
+    batches = [(key, transcript_batch(key["session_id"], 0, 3)) for key in keys]
+    # The documents' insert passes; the entries' insert fails (and the driver's retry of it).
+    await fail_command(faulty.admin, ["insert"], times=times, skip=1, **failpoint)
+    with pytest.raises(StoreUnavailableError):
+        await store.append_new(batches)
+    await failpoint_off(faulty.admin)
+    assert await store.append_new(batches) == [None, None, None]
+    for key, batch in batches:
+        await store.append(key, batch)
+        loaded = await store.load(key)
+        assert_each_once_in_order(loaded, [str(entry["uuid"]) for entry in batch])
+        doc = await store_collection(faulty.admin, store, "sessions").find_one(key_fields(key))
+        assert doc["settled"] == doc["seq"] == doc["summary_seq"]
+        assert doc["count"] == 3
+        [summary] = await store.list_session_summaries(key["project_key"])
+        assert summary["data"] == fold_session_summary(None, key, loaded or [])["data"]
+
+
 async def test_unreachable_server_is_named_without_password(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -26,6 +26,7 @@ class _SlowStore:
         self.most_in_flight = 0
         self.overlapped_itself = False
         self.fail_on = fail_on
+        self.groups: list[list[str]] = []
         self.appends = 0
 
     async def size(self, key: SessionKey) -> int:
@@ -34,6 +35,17 @@ class _SlowStore:
     async def iter_entries(self, key: SessionKey) -> AsyncIterator[StoredEntry]:
         for seq, entry in enumerate(self.stored.get(key_parts(key), []), 1):
             yield StoredEntry(seq, key.get("subpath"), entry)
+
+    async def append_new(self, transcripts: list[tuple[SessionKey, list[Any]]]) -> list[int | None]:
+        self.groups.append([key["session_id"] for key, _ in transcripts])
+        counts: list[int | None] = []
+        for key, entries in transcripts:
+            if key_parts(key) in self.stored:
+                counts.append(None)
+            else:
+                self.stored[key_parts(key)] = list(entries)
+                counts.append(len(entries))
+        return counts
 
     async def append(self, key: SessionKey, entries: list[Any]) -> None:
         parts = key_parts(key)
@@ -60,9 +72,13 @@ def _tree(root: Path, sessions: int) -> list[Transcript]:
     return transcripts
 
 
-def _importer(store: _SlowStore) -> Importer:
+def _importer(store: _SlowStore, group_bytes: int = 0) -> Importer:
     return Importer(
-        cast(MongoSessionStore, store), batch_size=1, on_progress=lambda _: None, on_error=print
+        cast(MongoSessionStore, store),
+        batch_size=1,
+        on_progress=lambda _: None,
+        on_error=print,
+        group_bytes=group_bytes,
     )
 
 
@@ -95,3 +111,20 @@ async def test_a_store_failure_stops_the_import(tmp_path: Path) -> None:
     await asyncio.sleep(0.05)  # a job left running would go on appending
     assert store.appends == appends < 60
     assert not store.in_flight
+
+
+async def test_small_new_transcripts_go_in_groups(tmp_path: Path) -> None:
+    """Small files go to ``append_new`` a group at a time; transcripts that exist, one by one."""
+    store = _SlowStore()
+    store.stored[("p", "s1", "")] = [{"type": "user", "uuid": "held"}]
+    files = _tree(tmp_path, 6)
+    size = files[0].path.stat().st_size
+    importer = _importer(store, group_bytes=3 * size)
+    await importer.transcripts(files, jobs=2)
+    assert sorted(store.groups) == [["s0", "s1", "s2"], ["s3", "s4", "s5"]]
+    assert store.stored[("p", "s1", "")][1:] == [
+        {"type": "user", "uuid": f"s1-{i}"} for i in range(3)
+    ]
+    assert store.stored[("p", "s4", "")] == [{"type": "user", "uuid": f"s4-{i}"} for i in range(3)]
+    report = importer.report
+    assert (report.stored, report.transcripts, report.skipped) == (18, 6, 0)

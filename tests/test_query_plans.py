@@ -233,6 +233,10 @@ async def _every_operation(store: MongoSessionStore, monkeypatch: pytest.MonkeyP
     await store.append(MAIN, _entries("n", 3))  # a retried batch: the separate insert
     await store.append(SUB, _entries("a", 2))
     await asyncio.gather(*(store.append(OTHER, _entries(f"o{w}", 2)) for w in range(4)))
+    fresh = [
+        ({"project_key": "plans", "session_id": f"new{n}"}, _entries(f"x{n}", 2)) for n in range(3)
+    ]
+    assert await store.append_new([*fresh, (MAIN, _entries("y", 1))]) == [2, 2, 2, None]
     big = {"type": "tool_result", "uuid": "big", "content": "x" * (17 * 1024 * 1024)}
     await store.append(OTHER, [big])  # stored in chunks
     await store.append(OTHER, [big])  # its chunks dropped as a duplicate's
@@ -248,7 +252,7 @@ async def _every_operation(store: MongoSessionStore, monkeypatch: pytest.MonkeyP
         "subagents/agent-1"
     ]
     assert await store.size(MAIN) == 8
-    assert (await store.stats()).sessions == 2
+    assert (await store.stats()).sessions == 5
     await store.set_mtime(OTHER, datetime.now(timezone.utc) - timedelta(days=9))
     assert await store.prune_inactive(timedelta(days=1), dry_run=True)
     assert await store.prune_inactive(timedelta(days=1), only=[OTHER])

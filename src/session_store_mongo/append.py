@@ -132,7 +132,7 @@ class Appender:
                 await self._summaries.catch_up(clean, ident, block.session, None)
             raise key_destroyed(ident, block.session["forgotten"])
         try:
-            stored = await self._insert(clean, block, facts)
+            [stored] = await self._insert([(clean, block)], facts)
         except (PyMongoError, StoreUnavailableError):
             if not await self._settle_failed(clean, block):
                 raise
@@ -140,28 +140,123 @@ class Appender:
         if stored is not None:
             await self._summaries.settle_own(clean, block, stored)
 
-    async def _insert(
-        self, key: SessionKey, block: Block, facts: ClientFacts
-    ) -> list[PreparedEntry] | None:
-        """Insert the block, and settle it in the same command where one can carry both.
+    async def append_new(
+        self,
+        transcripts: Sequence[tuple[SessionKey, list[SessionStoreEntry]]],
+        *,
+        ready: Callable[[], Awaitable[ClientFacts]],
+    ) -> list[int | None]:
+        """Store transcripts that do not exist yet, whole: three round trips for them all.
+
+        One ``insert_many`` creates each transcript's document with its numbers ``1..n``
+        reserved (``Block.create``; a transcript that exists is left untouched), one more
+        inserts every block's entries (``insert_together``), and one ``bulk_write`` settles each
+        block with the compare-and-set ``append`` would send for it. A block with a refused
+        entry (a ``uuid`` twice) is inserted again and settled on its own, as ``append`` does.
 
         Returns:
-            ``None`` if the block is settled too, else the entries stored, for ``settle_own``.
+            Per transcript: the entries stored, or ``None`` if it existed already.
+
+        Raises:
+            InvalidKeyError, InvalidEntryError: A malformed key or entry; nothing written.
+            StoreUnavailableError: The server failed; created transcripts are fenced and
+                settled with what landed, and count as existing if the call is made again.
         """
-        settlement = None
-        if self._bulk_write and facts.bulk_write and not block.chunked:
+        cleaned = [(validate_key(key), validate_entries(entries)) for key, entries in transcripts]
+        facts = await ready()
+        assert facts.max_bson is not None  # learned by ready()
+        planned: list[tuple[SessionKey, dict[str, str], list[PreparedEntry]]] = []
+        for key, batch in cleaned:
+            prepared = [
+                prepare_entry(index, entry, facts.max_bson, self._max_entry_bytes)
+                for index, entry in enumerate(batch)
+            ]
+            planned.append((key, key_fields(key), prepared))
+        if self._sealer is not None:
+            for _, ident, prepared in planned:
+                await self._sealer.seal_batch(ident, prepared)
+        wanted = [(key, ident, prepared) for key, ident, prepared in planned if prepared]
+        news = [(ident, prepared) for _, ident, prepared in wanted]
+        blocks = await Block.create(self._collections, self._connection, news)
+        keyed = [(key, block) for (key, _, _), block in zip(wanted, blocks, strict=True) if block]
+        try:
+            stored = await insert_together([block for _, block in keyed])
+        except (PyMongoError, StoreUnavailableError):
+            landed = [await self._settle_failed(key, block) for key, block in keyed]
+            if not all(landed):
+                raise
+            stored = [[] for _ in keyed]  # every entry landed after all, and is settled
+        whole = [
+            (key, block)
+            for (key, block), fresh in zip(keyed, stored, strict=True)
+            if len(fresh) == len(block.entries)
+        ]
+        if not facts.commands or not await self._settle_together(whole):
+            for (key, block), fresh in zip(keyed, stored, strict=True):
+                await self._summaries.settle_own(key, block, fresh)
+        else:
+            for (key, block), fresh in zip(keyed, stored, strict=True):
+                if fresh and len(fresh) < len(block.entries):
+                    await self._summaries.settle_own(key, block, fresh)
+        counts: dict[int, int | None] = {
+            id(prepared): None if block is None else len(prepared) - len(block.skipped)
+            for (_, _, prepared), block in zip(wanted, blocks, strict=True)
+        }
+        return [counts.get(id(prepared), 0) for _, _, prepared in planned]
+
+    async def _settle_together(self, keyed: Sequence[tuple[SessionKey, Block]]) -> bool:
+        """Settle whole blocks with one ``bulk_write`` of their compare-and-sets.
+
+        Returns:
+            Whether every one applied (if not, ``settle_own`` finds which are settled).
+        """
+        updates: list[Any] = []
+        for key, block in keyed:
             settlement = await self._summaries.settlement(key, block)
-        if settlement is not None:
+            if settlement is None:
+                return False
+            updates.append(UpdateOne(settlement.filter, settlement.update))
+        if not updates:
+            return True
+        try:
+            result = await self._collections.sessions.bulk_write(updates, ordered=False)
+        except PyMongoError:
+            return False
+        return bool(result.matched_count == len(updates))
+
+    async def _insert(
+        self, keyed: Sequence[tuple[SessionKey, Block]], facts: ClientFacts
+    ) -> list[list[PreparedEntry] | None]:
+        """Insert the blocks, and settle them in the same command where one can carry both.
+
+        Returns:
+            Per block: ``None`` if it is settled too, else the entries stored, for
+            ``settle_own``.
+        """
+        work: list[tuple[Block, Settlement]] = []
+        if self._bulk_write and facts.bulk_write:
+            for key, block in keyed:
+                settlement = None if block.chunked else await self._summaries.settlement(key, block)
+                if settlement is not None:
+                    work.append((block, settlement))
+        outcomes: dict[int, bool | None] = {}
+        if work:
             try:
-                settled = await block.insert_settling(settlement)
+                settled = await insert_settling(work)
             except OperationFailure as exc:
                 if not _command_not_found(exc):
                     raise
                 facts.bulk_write = False  # reported MongoDB 8.0+, yet lacks the command
-                settled = None
-            if settled is not None:
-                return None if settled else list(block.entries)
-        return await block.insert()  # an entry was refused, or no settling could go along
+                settled = [None] * len(work)
+            outcomes = {id(block): done for (block, _), done in zip(work, settled, strict=True)}
+        stored: list[list[PreparedEntry] | None] = []
+        for _, block in keyed:
+            done = outcomes.get(id(block))
+            if done is None:  # refused entries, or no settling could go along: apart
+                stored.append(await block.insert())
+            else:
+                stored.append(None if done else list(block.entries))
+        return stored
 
     async def _settle_failed(self, key: SessionKey, block: Block) -> bool:
         """Fence ``block`` after a failed insert and settle it; tell whether all entries landed.
@@ -257,7 +352,7 @@ class Block:
             raise
         return cls(collections, connection, ident, entries, token, session)
 
-    def _documents(self) -> list[dict[str, Any]]:
+    def documents(self) -> list[dict[str, Any]]:
         """The batch's entry documents; each keeps its ``_id`` if it was sent before."""
         docs = []
         for p in self.entries:
@@ -274,39 +369,58 @@ class Block:
             docs.append(doc)
         return docs
 
-    async def insert_settling(self, settlement: Settlement) -> bool | None:
-        """Insert the batch and then settle it, in one ordered ``bulkWrite`` command.
+    @classmethod
+    async def create(
+        cls,
+        collections: Collections,
+        connection: Connection,
+        transcripts: Sequence[tuple[dict[str, str], list[PreparedEntry]]],
+    ) -> list[Block | None]:
+        """Create new transcripts' documents, each with its numbers ``1..n`` reserved.
 
-        Ordered, the server applies the settling only once every entry is inserted, and
-        applies nothing after a refused entry: the same writes under the same conditions as
-        ``insert`` followed by the settling compare-and-set, in one round trip.
-
-        Returns:
-            ``True``: stored and settled. ``False``: stored, but the settling's condition no
-            longer held (``settle_own`` takes over). ``None``: an entry was refused (a
-            duplicate ``uuid``, most likely): ``insert`` sends the batch again and sorts it out.
+        One unordered ``insert_many``: a transcript whose document exists already fails on
+        ``session_key`` and is left as it is (``None``). A created document is what a
+        reservation leaves: numbers reserved, none settled, ``pending_since`` for the lease.
 
         Raises:
-            PyMongoError: The command failed as a whole, its outcome unknown.
+            PyMongoError: The insert failed as a whole; whatever it created waits for the
+                lease, as a reservation whose writer died does.
         """
-        database = self.collections.database
-        entries, sessions = self.collections.entries.full_name, self.collections.sessions.full_name
-        models: list[Any] = [InsertOne(doc, namespace=entries) for doc in self._documents()]
-        models.append(UpdateOne(settlement.filter, settlement.update, namespace=sessions))
-        try:
-            result = await database.client.bulk_write(models, ordered=True)
-        except ClientBulkWriteException as exc:
-            if exc.error is not None or exc.partial_result is None:
-                raise
-            if exc.write_errors:
-                return None
-            self._log_write_concern(exc.write_concern_errors)  # stored, durability in doubt
-            result = exc.partial_result
-        return bool(result.matched_count)
+        now = datetime.now(timezone.utc)
+        tokens = [ObjectId() for _ in transcripts]
+        documents = [
+            {
+                **ident,
+                "seq": len(entries),
+                "settled": 0,
+                "count": 0,
+                "bytes": 0,
+                "reserved_by": token,
+                "pending_since": now,
+                "created": now,
+                "mtime": now,
+            }
+            for (ident, entries), token in zip(transcripts, tokens, strict=True)
+        ]
+        existing: set[int] = set()
+        if documents:
+            try:
+                await collections.sessions.insert_many(documents, ordered=False)
+            except BulkWriteError as exc:
+                for error in exc.details.get("writeErrors", []):
+                    if error.get("code") != _DUPLICATE_KEY:
+                        raise
+                    existing.add(error["index"])
+        return [
+            None if index in existing else cls(collections, connection, ident, entries, token, doc)
+            for index, ((ident, entries), token, doc) in enumerate(
+                zip(transcripts, tokens, documents, strict=True)
+            )
+        ]
 
     async def insert(self) -> list[PreparedEntry]:
         """Insert the batch unordered; return the entries stored (duplicates are skipped)."""
-        docs = self._documents()
+        docs = self.documents()
         chunked = [p for p in self.entries if p.chunks is not None]
         if chunked:
             await self._insert_chunks(chunked)
@@ -359,34 +473,38 @@ class Block:
         """Sort an insert's write errors: return the batch indexes skipped as duplicates.
 
         A duplicate ``uuid`` is the idempotent path. A duplicate ``_id``, or a duplicate
-        ``uuid`` held by a document at our own ``seq``, is an insert of ours that landed before
-        the driver retried it: stored, not skipped. A write-concern error is logged (the
-        entries are stored). A duplicate ``seq`` means our numbers are taken: the append
-        outlived the lease and was fenced, or the counter fell behind its entries (it is
-        repaired); ``StoreUnavailableError`` is raised. Anything else is raised as is.
+        ``uuid`` or ``seq`` held by our own document at our own ``seq``, is an insert of ours
+        that landed before (a driver retry, or the batch sent again): stored, not skipped. A
+        write-concern error is logged (the entries are stored). A ``seq`` held by another
+        document means our numbers are taken: the append outlived the lease and was fenced, or
+        the counter fell behind its entries (it is repaired); ``StoreUnavailableError`` is
+        raised. Anything else is raised as is.
         """
-        self._log_write_concern(exc.details.get("writeConcernErrors", []))
+        self.log_write_concern(exc.details.get("writeConcernErrors", []))
         duplicates: set[int] = set()
+        taken: set[int] = set()
         for error in exc.details.get("writeErrors", []):
             violated = _violated_index(error)
             if violated == "dedupe":
                 duplicates.add(error["index"])
             elif violated == "seq":
-                await self._repair_counter()
-                raise StoreUnavailableError(
-                    f"append on {self.connection.hosts}: the sequence numbers reserved for "
-                    f"{self.ident!r} are taken: the append outlived the lease and was fenced, "
-                    "or the counter was behind its stored entries (restored or edited by "
-                    "hand?) and is repaired; append again"
-                ) from None
+                taken.add(error["index"])
             elif violated != "_id":
                 raise exc
-        if not duplicates:
+        if not duplicates and not taken:
             return set()
         landed = await self._landed_indexes()
+        if taken - landed:
+            await self._repair_counter()
+            raise StoreUnavailableError(
+                f"append on {self.connection.hosts}: the sequence numbers reserved for "
+                f"{self.ident!r} are taken: the append outlived the lease and was fenced, "
+                "or the counter was behind its stored entries (restored or edited by "
+                "hand?) and is repaired; append again"
+            ) from None
         return {index for index in duplicates if index not in landed}
 
-    def _log_write_concern(self, errors: Sequence[Any] | None) -> None:
+    def log_write_concern(self, errors: Sequence[Any] | None) -> None:
         """Errors as a bulk write reports them (documents) or a client bulk write (exceptions)."""
         for concern in errors or []:
             # The entries are on the primary; failing would make the SDK retry and duplicate
@@ -452,7 +570,81 @@ async def _reserve_signed(
     )
 
 
+async def insert_settling(work: Sequence[tuple[Block, Settlement]]) -> list[bool | None]:
+    """Insert each block's batch and then settle it, all in one ordered ``bulkWrite`` command.
+
+    Ordered, the server applies a block's settling only once every entry before it is
+    inserted, and applies nothing after a refused entry: the same writes under the same
+    conditions as ``Block.insert`` followed by the settling compare-and-set, in one round trip.
+
+    Returns:
+        Per block: ``True``, stored and settled (every settling applied). ``False``, stored,
+        but a settling's condition no longer held (``settle_own`` takes over). ``None``, not
+        known to be stored: an entry at or before it was refused (a duplicate ``uuid``, most
+        likely); ``Block.insert`` sends its batch again and sorts it out.
+
+    Raises:
+        PyMongoError: The command failed as a whole, its outcome unknown.
+    """
+    models: list[Any] = []
+    settlings: list[int] = []
+    for block, settlement in work:
+        entries = block.collections.entries.full_name
+        models += [InsertOne(doc, namespace=entries) for doc in block.documents()]
+        sessions = block.collections.sessions.full_name
+        models.append(UpdateOne(settlement.filter, settlement.update, namespace=sessions))
+        settlings.append(len(models) - 1)
+    client = work[0][0].collections.database.client
+    try:
+        result = await client.bulk_write(models, ordered=True)
+        refused = len(models)
+    except ClientBulkWriteException as exc:
+        if exc.error is not None or exc.partial_result is None:
+            raise
+        # The details hold documents, as a server sends them (whatever the annotations say).
+        errors = exc.details.get("writeErrors", [])
+        refused = min((error["idx"] for error in errors), default=len(models))
+        work[0][0].log_write_concern(exc.details.get("writeConcernErrors", []))
+        result = exc.partial_result
+    done = [index < refused for index in settlings]
+    all_settled = result.matched_count == sum(done)
+    return [all_settled if stored else None for stored in done]
+
+
+async def insert_together(blocks: Sequence[Block]) -> list[list[PreparedEntry]]:
+    """Insert several blocks' batches with one unordered ``insert_many``.
+
+    A block with a refused entry (a duplicate ``uuid``, most likely), or with an entry stored
+    in chunks, is inserted on its own by ``Block.insert``, which sorts out what was stored.
+
+    Returns:
+        Per block, the entries stored.
+
+    Raises:
+        PyMongoError: The insert failed as a whole, its outcome unknown.
+    """
+    documents: list[dict[str, Any]] = []
+    owners: list[int] = []
+    apart = {n for n, block in enumerate(blocks) if block.chunked}
+    for n, block in enumerate(blocks):
+        if n not in apart:
+            batch = block.documents()
+            documents += batch
+            owners += [n] * len(batch)
+    if documents:
+        try:
+            await blocks[0].collections.entries.insert_many(documents, ordered=False)
+        except BulkWriteError as exc:
+            blocks[0].log_write_concern(exc.details.get("writeConcernErrors", []))
+            apart |= {owners[error["index"]] for error in exc.details.get("writeErrors", [])}
+    return [
+        await block.insert() if n in apart else list(block.entries)
+        for n, block in enumerate(blocks)
+    ]
+
+
 _COMMAND_NOT_FOUND = 59
+_DUPLICATE_KEY = 11000
 
 
 def _command_not_found(exc: OperationFailure) -> bool:

@@ -311,6 +311,9 @@ class ClientFacts:
     bulk_write: bool = False
     """Whether the server and driver take the client ``bulkWrite`` command (MongoDB 8.0+);
     learned with ``max_bson``, and turned off if the server refuses the command after all."""
+    commands: bool = True
+    """Whether the client sends commands: mongomock's cannot (nor its ``bulk_write`` take
+    PyMongo's ``UpdateOne``); learned with ``max_bson``."""
 
 
 _FACTS: dict[int, ClientFacts] = {}

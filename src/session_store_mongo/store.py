@@ -382,6 +382,7 @@ class MongoSessionStore:
         try:
             hello = await self._collections.database.command("hello")
         except NotImplementedError:  # mongomock has no commands
+            facts.commands = False
             facts.max_bson = _DEFAULT_MAX_BSON
             return
         wire = int(hello.get("maxWireVersion", 0))
@@ -401,6 +402,33 @@ class MongoSessionStore:
         """
         with self._operation("append"):
             await self._wired.appender.append(key, entries, ready=self._ready)
+
+    async def append_new(
+        self, transcripts: Sequence[tuple[SessionKey, list[SessionStoreEntry]]]
+    ) -> list[int | None]:
+        """Store transcripts that do not exist yet, each whole, in three round trips for all.
+
+        For bulk loads (``session-store-mongo import`` of many small transcripts), where an
+        ``append`` per transcript would pay its round trips for each. One insert creates every
+        transcript's document with its sequence numbers reserved, one inserts all the entries,
+        one ``bulk_write`` settles each transcript with the compare-and-set ``append`` sends
+        for one. A transcript that exists already is left untouched: append to it as usual.
+        An entry whose ``uuid`` repeats within a transcript is skipped, as ``append`` skips it.
+
+        Returns:
+            For each transcript, in order: how many entries were stored, or ``None`` if it
+            existed already (nothing was written to it).
+
+        Raises:
+            InvalidKeyError: A malformed key; nothing written.
+            InvalidEntryError: A malformed entry, or one over ``max_entry_bytes``; nothing
+                written.
+            StoreUnavailableError: The server failed. What landed is settled; calling again
+                reports the transcripts created as existing (append to them: uuids stored are
+                skipped).
+        """
+        with self._operation("append"):
+            return await self._wired.appender.append_new(transcripts, ready=self._ready)
 
     # -- load ------------------------------------------------------------------------------
 

@@ -23,18 +23,21 @@ transcript (the same file named twice) go one after the other, in order.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from session_store_protocol.errors import InvalidEntryError, InvalidKeyError, SessionStoreError
+from session_store_protocol.errors import InvalidEntryError, InvalidKeyError
 from session_store_protocol.types import SessionKey, SessionStoreEntry, key_parts
 
 from ..store import MongoSessionStore
 from .layout import LayoutError, Transcript, read_entries, read_metadata
 
-__all__ = ["ImportReport", "Importer"]
+__all__ = ["DEFAULT_GROUP_BYTES", "ImportReport", "Importer"]
+
+DEFAULT_GROUP_BYTES = 1 << 20
 
 
 @dataclass
@@ -62,6 +65,7 @@ class Importer:
         batch_size: int,
         on_progress: Callable[[int], None],
         on_error: Callable[[str], None],
+        group_bytes: int = DEFAULT_GROUP_BYTES,
     ) -> None:
         """Import into ``store``.
 
@@ -70,9 +74,12 @@ class Importer:
             batch_size: Entries per ``append``.
             on_progress: Called with the bytes of each line read.
             on_error: Called with each ``file:line: problem`` as it is found.
+            group_bytes: Files read whole and offered to ``append_new`` together, at most
+                this many bytes a group; a bigger file streams through ``append`` (0: all do).
         """
         self._store = store
         self._batch_size = batch_size
+        self._group_bytes = group_bytes
         self._on_progress = on_progress
         self._on_error = on_error
         self.report = ImportReport()
@@ -114,22 +121,39 @@ class Importer:
         return counts
 
     async def transcripts(self, transcripts: Iterable[Transcript], *, jobs: int) -> None:
-        """Import files, up to ``jobs`` transcripts at once; one transcript's files in order.
+        """Import files, up to ``jobs`` at a time; the files of one transcript in order.
+
+        Small files of transcripts named once go in groups through ``append_new``: a group of
+        new transcripts costs two round trips, where appending each would cost several.
 
         Raises:
-            SessionStoreError: The store failed; the transcripts in flight are cancelled.
+            SessionStoreError: The store failed; the work in flight is cancelled.
         """
         by_key: dict[tuple[str, str, str], list[Transcript]] = {}
         for transcript in transcripts:
             by_key.setdefault(key_parts(transcript.key), []).append(transcript)
-        pending = iter(by_key.values())
+        work: list[Callable[[], Awaitable[None]]] = []
+        group: list[Transcript] = []
+        group_bytes = 0
+        for files in by_key.values():
+            size = _size(files[0])
+            if len(files) > 1 or size > self._group_bytes:
+                work.append(functools.partial(self._in_turn, files))
+                continue
+            if group and group_bytes + size > self._group_bytes:
+                work.append(functools.partial(self._new_ones, group))
+                group, group_bytes = [], 0
+            group.append(files[0])
+            group_bytes += size
+        if group:
+            work.append(functools.partial(self._new_ones, group))
+        pending = iter(work)
 
         async def worker() -> None:
-            for files in pending:  # shared: each transcript is taken by one worker
-                for transcript in files:
-                    await self.transcript(transcript)
+            for job in pending:  # shared: each job is taken by one worker
+                await job()
 
-        workers = [asyncio.ensure_future(worker()) for _ in range(min(jobs, len(by_key)))]
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(jobs, len(work)))]
         try:
             await asyncio.gather(*workers)
         finally:
@@ -137,54 +161,82 @@ class Importer:
                 task.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
 
-    async def transcript(self, transcript: Transcript) -> None:
-        """Import one file (and its metadata sidecar); a key the store refuses skips the file."""
+    async def _in_turn(self, files: list[Transcript]) -> None:
+        for transcript in files:
+            await self.transcript(transcript)
+
+    async def _new_ones(self, group: list[Transcript]) -> None:
+        """Store a group of small files at once if their transcripts are new; else one by one."""
+        read = [(transcript, list(self._lines(transcript))) for transcript in group]
         try:
-            await self._import(transcript)
+            stored = await self._store.append_new(
+                [(transcript.key, [entry for entry, _ in lines]) for transcript, lines in read]
+            )
+        except (InvalidEntryError, InvalidKeyError):
+            stored = [None] * len(read)  # one at a time, bad lines reported by file:line
+        for (transcript, lines), count in zip(read, stored, strict=True):
+            if count is None:
+                await self.transcript(transcript, lines)
+            else:
+                self._count(transcript, offered=len(lines), stored=count)
+
+    async def transcript(
+        self, transcript: Transcript, lines: Iterable[tuple[SessionStoreEntry, str]] | None = None
+    ) -> None:
+        """Import one file (and its metadata sidecar); a key the store refuses skips the file.
+
+        ``lines`` are the file's entries if they were read already, each with its source.
+        """
+        try:
+            await self._import(transcript, self._lines(transcript) if lines is None else lines)
         except InvalidKeyError as exc:
             self._error(f"{transcript.path}: cannot be stored under its key: {exc}")
 
-    async def _import(self, transcript: Transcript) -> None:
-        """Import one file; the store's count before and after tells duplicates apart."""
-        before = await self._store.size(transcript.key)
-        already = await self._stored_without_uuid(transcript.key) if before else Counter[str]()
-        offered = 0
-        batch: list[SessionStoreEntry] = []
-        sources: list[str] = []
-
-        async def offer(entry: SessionStoreEntry, source: str) -> None:
-            nonlocal offered, batch, sources
-            if entry.get("uuid") is None and already[_canonical(entry)] > 0:
-                already[_canonical(entry)] -= 1
-                offered += 1
-                return
-            batch.append(entry)
-            sources.append(source)
-            if len(batch) >= self._batch_size:
-                offered += await self._append(transcript, batch, sources)
-                batch, sources = [], []
-
+    def _lines(self, transcript: Transcript) -> Iterator[tuple[SessionStoreEntry, str]]:
+        """The file's entries and its sidecar's, each with its source; bad lines reported."""
         try:
             for line in read_entries(transcript.path):
                 self._on_progress(line.size)
                 if line.entry is None:
                     self._error(f"{transcript.path}:{line.number}: {line.error}")
                 else:
-                    await offer(line.entry, f"{transcript.path}:{line.number}")
-        except SessionStoreError:
-            raise  # StoreUnavailableError is a ConnectionError, hence an OSError: not the file's
+                    yield line.entry, f"{transcript.path}:{line.number}"
         except OSError as exc:
             self._error(f"{transcript.path}: cannot read: {exc.strerror or exc}")
         if transcript.metadata is not None:
             try:
-                await offer(read_metadata(transcript.metadata), str(transcript.metadata))
+                yield read_metadata(transcript.metadata), str(transcript.metadata)
             except LayoutError as exc:
                 self._error(str(exc))
             except OSError as exc:
                 self._error(f"{transcript.metadata}: cannot read: {exc.strerror or exc}")
+
+    async def _import(
+        self, transcript: Transcript, lines: Iterable[tuple[SessionStoreEntry, str]]
+    ) -> None:
+        """Import one file; the store's count before and after tells duplicates apart."""
+        before = await self._store.size(transcript.key)
+        already = await self._stored_without_uuid(transcript.key) if before else Counter[str]()
+        offered = 0
+        batch: list[SessionStoreEntry] = []
+        sources: list[str] = []
+        for entry, source in lines:
+            if entry.get("uuid") is None and already[_canonical(entry)] > 0:
+                already[_canonical(entry)] -= 1
+                offered += 1
+                continue
+            batch.append(entry)
+            sources.append(source)
+            if len(batch) >= self._batch_size:
+                offered += await self._append(transcript, batch, sources)
+                batch, sources = [], []
         if batch:
             offered += await self._append(transcript, batch, sources)
         stored = await self._store.size(transcript.key) - before
+        self._count(transcript, offered=offered, stored=stored)
+
+    def _count(self, transcript: Transcript, *, offered: int, stored: int) -> None:
+        """Add one file to the report: ``offered`` entries accepted, ``stored`` of them new."""
         self.report.stored += stored
         if not offered:
             self.report.nothing_stored += 1
@@ -192,6 +244,15 @@ class Importer:
         self.report.transcripts += 1
         self.report.sessions.add((transcript.key["project_key"], transcript.key["session_id"]))
         self.report.skipped += max(offered - stored, 0)
+
+
+def _size(transcript: Transcript) -> int:
+    """The bytes of a file and its metadata sidecar (0 if unreadable: reported when read)."""
+    paths = [transcript.path, transcript.metadata]
+    try:
+        return sum(path.stat().st_size for path in paths if path is not None)
+    except OSError:
+        return 0
 
 
 def _canonical(entry: SessionStoreEntry) -> str:

@@ -1,0 +1,121 @@
+"""``append_new``: many new transcripts stored whole in three round trips, exactly as appends."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from claude_agent_sdk import fold_session_summary
+from mongomock_motor import AsyncMongoMockClient
+
+from session_store_mongo import MongoSessionStore
+from session_store_mongo.layout import key_fields
+from session_store_protocol import InvalidEntryError, SessionKey
+from tests.support import CommandLog, store_collection, unique_name
+
+
+def _key(n: int) -> SessionKey:
+    return {"project_key": "bulk", "session_id": f"s{n}"}
+
+
+def _entries(prefix: str, n: int) -> list[Any]:
+    return [
+        {"type": "user", "uuid": f"{prefix}-{i}", "lastPrompt": f"{prefix} {i}", "cwd": "/w"}
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(params=["mongomock", pytest.param("live", marks=pytest.mark.live)])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[MongoSessionStore]:
+    """A store in process (mongomock) and on the server."""
+    database = unique_name("new")
+    if request.param == "mongomock":
+        yield MongoSessionStore(client=AsyncMongoMockClient(), database=database)
+        return
+    live = MongoSessionStore(url=request.getfixturevalue("mongo_url"), database=database)
+    yield live
+    await live.client.drop_database(database)
+    await live.close()
+
+
+@pytest.fixture
+async def counted(mongo_url: str) -> AsyncIterator[tuple[MongoSessionStore, CommandLog]]:
+    """A store on the server whose client records its commands."""
+    log = CommandLog()
+    live = MongoSessionStore(
+        url=mongo_url, database=unique_name("new"), client_options={"event_listeners": [log]}
+    )
+    yield live, log
+    await live.client.drop_database(live.database)
+    await live.close()
+
+
+async def test_new_transcripts_are_stored_and_settled_as_appends(
+    store: MongoSessionStore,
+) -> None:
+    """Each transcript loads back whole; counts, listings and summaries as after an append."""
+    new = store
+    batches = [(_key(n), _entries(f"e{n}", n + 1)) for n in range(5)]
+    assert await new.append_new(batches) == [1, 2, 3, 4, 5]
+    for key, entries in batches:
+        assert await new.load(key) == entries
+        assert await new.size(key) == len(entries)
+    listed = {item["session_id"] for item in await new.list_sessions("bulk")}
+    assert listed == {f"s{n}" for n in range(5)}
+    summaries = {s["session_id"]: s["data"] for s in await new.list_session_summaries("bulk")}
+    for key, entries in batches:
+        assert summaries[key["session_id"]] == fold_session_summary(None, key, entries)["data"]
+    await new.append(_key(4), _entries("more", 2))  # the transcript goes on as any other
+    assert await new.size(_key(4)) == 7
+
+
+@pytest.mark.live
+async def test_three_commands_for_any_number_of_transcripts(
+    counted: tuple[MongoSessionStore, CommandLog],
+) -> None:
+    """Three commands for any number: create the documents, insert the entries, settle."""
+    new, log = counted
+    await new.connect()
+    log.clear()
+    assert await new.append_new([(_key(n), _entries(f"e{n}", 3)) for n in range(20)]) == [3] * 20
+    assert log.names == ["insert", "insert", "update"]
+    doc = await store_collection(new.client, new, "sessions").find_one(key_fields(_key(7)))
+    assert doc["settled"] == doc["seq"] == doc["count"] == doc["summary_seq"] == 3
+    assert "pending_since" not in doc
+
+
+async def test_a_transcript_that_exists_is_left_alone(
+    store: MongoSessionStore,
+) -> None:
+    """An existing transcript is reported ``None`` and untouched; the others are stored."""
+    new = store
+    await new.append(_key(1), _entries("held", 2))
+    counts = await new.append_new([(_key(n), _entries(f"e{n}", 2)) for n in range(3)])
+    assert counts == [2, None, 2]
+    assert await new.load(_key(1)) == _entries("held", 2)
+    assert await new.load(_key(2)) == _entries("e2", 2)
+
+
+async def test_a_uuid_twice_in_a_transcript_is_stored_once(
+    store: MongoSessionStore,
+) -> None:
+    """A repeated uuid is skipped, as append skips it; the transcripts after it are whole."""
+    new = store
+    twice = [*_entries("d", 2), _entries("d", 1)[0], *_entries("z", 1)]
+    counts = await new.append_new([(_key(0), twice), (_key(1), _entries("after", 3))])
+    assert counts == [3, 3]
+    assert await new.load(_key(0)) == [*_entries("d", 2), *_entries("z", 1)]
+    assert await new.size(_key(0)) == 3
+    assert await new.load(_key(1)) == _entries("after", 3)
+    [summary] = [s for s in await new.list_session_summaries("bulk") if s["session_id"] == "s0"]
+    assert summary["data"]["last_prompt"] == "z 0"
+
+
+async def test_a_bad_entry_writes_nothing(store: MongoSessionStore) -> None:
+    """One malformed entry refuses the whole call, before anything is written."""
+    new = store
+    with pytest.raises(InvalidEntryError):
+        await new.append_new([(_key(0), _entries("ok", 2)), (_key(1), [{"no": "type"}])])
+    assert await new.list_sessions("bulk") == []
+    assert await new.append_new([(_key(0), []), (_key(1), _entries("x", 1))]) == [0, 1]
