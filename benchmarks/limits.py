@@ -60,7 +60,7 @@ __all__ = [
 
 _PROJECTION = {"_id": 0, "seq": 1, "entry": 1, "escaped": 1, "chunked": 1}
 """What the reader needs of an entry document: the inclusion projection measured."""
-_CONCURRENCY = 16
+_GROUP = 100
 _FILL_BATCH = 1_000
 _HUGE_ENTRY_BYTES = (300, 600)
 """Small entries for the huge session, so filling 100,000 of them stays quick."""
@@ -296,24 +296,24 @@ async def bench_summaries(
 ) -> None:
     """List the summaries of projects of each size in ``sessions``, and bare-find their documents.
 
-    The smallest project is made by appends (a few entries per session, ``_CONCURRENCY`` at a
-    time); the larger ones hold copies of its session documents under new session ids. A
-    listing of caught-up summaries reads only session documents, so the copies list alike.
+    The smallest project is made by ``append_new`` (a few entries per session, a hundred
+    sessions at a time); the larger ones hold copies of its session documents under new session
+    ids. A listing of caught-up summaries reads only session documents, so the copies list alike.
     """
     listener = _CommandNames()
     smallest = sessions[0]
     projects = {count: f"summaries-{count}" for count in sessions}
     async with _listening_store(url, database, listener) as store:
         documents = store.client[database][f"{DEFAULT_COLLECTION_PREFIX}sessions"]
-        limit = asyncio.Semaphore(_CONCURRENCY)
-
-        async def make(n: int) -> None:
-            async with limit:
-                session_id = f"session-{n:05d}"
-                entries = transcript(f"summaries-{n}", 3, session_id=session_id)
-                await store.append(_key(projects[smallest], session_id), entries)
-
-        await asyncio.gather(*(make(n) for n in range(smallest)))
+        fresh = [
+            (
+                _key(projects[smallest], f"session-{n:05d}"),
+                transcript(f"summaries-{n}", 3, session_id=f"session-{n:05d}"),
+            )
+            for n in range(smallest)
+        ]
+        for start in range(0, smallest, _GROUP):
+            await store.append_new(fresh[start : start + _GROUP])
         made = [
             doc async for doc in documents.find({"project_key": projects[smallest]}, {"_id": 0})
         ]
