@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import unicodedata
 import warnings
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -63,14 +65,26 @@ def cli(mongo_url: str) -> Iterator[LiveCli]:
     live.drop()
 
 
-@pytest.fixture
-def imported(cli: LiveCli) -> LiveCli:
-    """The CLI with the fixture project already imported, one file after the other.
+SECOND_USED = datetime(2026, 3, 1, 9, 30, tzinfo=timezone.utc)
+MAIN_USED = datetime(2026, 3, 2, 17, 5, 12, 345000, tzinfo=timezone.utc)
+"""When the fixture's sessions were last used, as the copies' modification times say."""
 
-    One job, so the sessions' write times follow the files' order (MAIN last, newest), which
-    the listing tests check; several jobs would write them at about the same time.
+
+@pytest.fixture
+def imported(cli: LiveCli, tmp_path_factory: pytest.TempPathFactory) -> LiveCli:
+    """The CLI with the fixture project imported from a copy whose files say when last used.
+
+    The files' modification times are ``MAIN_USED`` and ``SECOND_USED``; the sessions keep them.
     """
-    result = cli("import", "--jobs", "1", str(PROJECT_DIR))
+    project = tmp_path_factory.mktemp("used") / PROJECT
+    shutil.copytree(PROJECT_DIR, project)
+    for path, used in [
+        (project / f"{MAIN}.jsonl", MAIN_USED),
+        (project / SUBAGENT_FILE.relative_to(PROJECT_DIR), MAIN_USED - timedelta(minutes=5)),
+        (project / f"{SECOND}.jsonl", SECOND_USED),
+    ]:
+        os.utime(path, (used.timestamp(), used.timestamp()))
+    result = cli("import", str(project))
     assert result.exit_code == 0, result.output
     return cli
 
@@ -352,7 +366,29 @@ def test_list_json_newest_first_with_titles(imported: LiveCli) -> None:
         (MAIN, 11, "Safari login button fix"),
         (SECOND, 2, "What does the deploy script do?"),
     ]
-    assert rows[0]["mtime"] >= rows[1]["mtime"]
+    assert [row["mtime"] for row in rows] == [
+        int(MAIN_USED.timestamp() * 1000),
+        int(SECOND_USED.timestamp() * 1000),
+    ]
+
+
+@pytest.mark.live
+def test_import_keeps_the_write_time_of_transcripts_it_did_not_create(
+    imported: LiveCli, tmp_path: Path
+) -> None:
+    """More of a session that exists is appended as any append, and written now.
+
+    Whatever the file's time says: the session is listed first.
+    """
+    more = tmp_path / "more" / PROJECT
+    more.mkdir(parents=True)
+    late = more / f"{SECOND}.jsonl"
+    late.write_text('{"type":"user","uuid":"late"}\n', encoding="utf-8")
+    os.utime(late, (SECOND_USED.timestamp() - 86400,) * 2)
+    assert imported("import", str(more)).exit_code == 0
+    rows = json.loads(imported("list", "--json").stdout)
+    assert [(row["session_id"], row["entries"]) for row in rows] == [(SECOND, 3), (MAIN, 11)]
+    assert rows[0]["mtime"] > int(MAIN_USED.timestamp() * 1000)
 
 
 @pytest.mark.live
@@ -484,20 +520,29 @@ def test_deleting_without_a_terminal_needs_yes(imported: LiveCli, command: list[
 
 
 @pytest.mark.live
-def test_prune_dry_run_lists_and_yes_deletes(imported: LiveCli) -> None:
-    """Pruning with --dry-run lists idle sessions and keeps them; with --yes they are gone."""
-    recent = imported("prune", "--older-than", "1h", "--dry-run")
-    assert recent.exit_code == 0, recent.output
-    assert MAIN not in recent.stdout
-    dry = imported("prune", "--older-than", "0s", "--dry-run")
+def test_prune_dry_run_lists_and_yes_deletes(imported: LiveCli, tmp_path: Path) -> None:
+    """Pruning with --dry-run lists idle sessions and keeps them; with --yes they are gone.
+
+    Imported sessions are idle since their files were last written; a session written to now
+    is not.
+    """
+    dry = imported("prune", "--older-than", "1h", "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert MAIN in dry.stdout
     assert SECOND in dry.stdout
     assert imported.sizes() == ALL_IMPORTED
-    real = imported("prune", "--older-than", "0s", "--yes")
+    late = tmp_path / PROJECT / f"{MAIN}.jsonl"
+    late.parent.mkdir()
+    late.write_text('{"type":"user","uuid":"now"}\n', encoding="utf-8")
+    assert imported("import", str(late.parent)).exit_code == 0
+    recent = imported("prune", "--older-than", "1h", "--dry-run")
+    assert recent.exit_code == 0, recent.output
+    assert MAIN not in recent.stdout
+    assert SECOND in recent.stdout
+    real = imported("prune", "--older-than", "1h", "--yes")
     assert real.exit_code == 0, real.output
-    assert MAIN in real.stdout
-    assert imported.sizes() == {MAIN: 0, SUBPATH: 0, SECOND: 0}
+    assert SECOND in real.stdout
+    assert imported.sizes() == {MAIN: 12, SUBPATH: 5, SECOND: 0}
 
 
 @pytest.mark.live

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from session_store_mongo import MongoSessionStore, StoredEntry
+from session_store_mongo import MongoSessionStore, NewTranscript, StoredEntry
 from session_store_mongo.cli.importer import Importer
 from session_store_mongo.cli.layout import Transcript
 from session_store_protocol import SessionKey, StoreUnavailableError
@@ -27,6 +29,7 @@ class _SlowStore:
         self.overlapped_itself = False
         self.fail_on = fail_on
         self.groups: list[list[str]] = []
+        self.mtimes: dict[tuple[str, str, str], datetime | None] = {}
         self.appends = 0
 
     async def size(self, key: SessionKey) -> int:
@@ -36,16 +39,21 @@ class _SlowStore:
         for seq, entry in enumerate(self.stored.get(key_parts(key), []), 1):
             yield StoredEntry(seq, key.get("subpath"), entry)
 
-    async def append_new(self, transcripts: list[tuple[SessionKey, list[Any]]]) -> list[int | None]:
-        self.groups.append([key["session_id"] for key, _ in transcripts])
+    async def append_new(self, transcripts: list[NewTranscript]) -> list[int | None]:
+        self.groups.append([item.key["session_id"] for item in transcripts])
         counts: list[int | None] = []
-        for key, entries in transcripts:
+        for key, entries, mtime in transcripts:
             if key_parts(key) in self.stored:
                 counts.append(None)
             else:
                 self.stored[key_parts(key)] = list(entries)
+                self.mtimes[key_parts(key)] = mtime
                 counts.append(len(entries))
         return counts
+
+    async def set_mtime(self, key: SessionKey, mtime: datetime) -> bool:
+        self.mtimes[key_parts(key)] = mtime
+        return True
 
     async def append(self, key: SessionKey, entries: list[Any]) -> None:
         parts = key_parts(key)
@@ -128,3 +136,20 @@ async def test_small_new_transcripts_go_in_groups(tmp_path: Path) -> None:
     assert store.stored[("p", "s4", "")] == [{"type": "user", "uuid": f"s4-{i}"} for i in range(3)]
     report = importer.report
     assert (report.stored, report.transcripts, report.skipped) == (18, 6, 0)
+
+
+@pytest.mark.parametrize("group_bytes", [0, 1 << 20], ids=["one-by-one", "grouped"])
+async def test_created_transcripts_keep_their_files_time(tmp_path: Path, group_bytes: int) -> None:
+    """A transcript the import creates gets its file's modification time.
+
+    One that existed keeps the store's, whichever way the files go.
+    """
+    store = _SlowStore()
+    store.stored[("p", "s1", "")] = [{"type": "user", "uuid": "held"}]
+    files = _tree(tmp_path, 3)
+    for n, transcript in enumerate(files):
+        os.utime(transcript.path, (1_700_000_000 + n, 1_700_000_000 + n))
+    await _importer(store, group_bytes=group_bytes).transcripts(files, jobs=2)
+    assert store.mtimes == {
+        ("p", f"s{n}", ""): datetime.fromtimestamp(1_700_000_000 + n, timezone.utc) for n in (0, 2)
+    }

@@ -40,7 +40,7 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 from bson import ObjectId
 from pymongo import DESCENDING, InsertOne, ReturnDocument, UpdateOne
@@ -52,7 +52,7 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from session_store_protocol.errors import StoreUnavailableError
+from session_store_protocol.errors import InvalidStoreOptionsError, StoreUnavailableError
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 from session_store_protocol.validation import validate_entries, validate_key
 
@@ -62,7 +62,20 @@ from .layout import Collections, hole, key_fields
 from .sealer import Sealer, key_destroyed
 from .summary import Settlement, Summaries
 
-__all__ = ["Appender", "Block"]
+__all__ = ["Appender", "Block", "NewTranscript"]
+
+
+class NewTranscript(NamedTuple):
+    """A transcript for ``append_new``: its key, all its entries, and when it was last written.
+
+    ``mtime`` is what listings, summaries and retention report (``None``: now, by this
+    client's clock); an import keeps a file's modification time, as ``cp -p`` does.
+    """
+
+    key: SessionKey
+    entries: list[SessionStoreEntry]
+    mtime: datetime | None = None
+
 
 log = logging.getLogger("session_store_mongo")
 
@@ -142,7 +155,7 @@ class Appender:
 
     async def append_new(
         self,
-        transcripts: Sequence[tuple[SessionKey, list[SessionStoreEntry]]],
+        transcripts: Sequence[NewTranscript | tuple[SessionKey, list[SessionStoreEntry]]],
         *,
         ready: Callable[[], Awaitable[ClientFacts]],
     ) -> list[int | None]:
@@ -162,23 +175,26 @@ class Appender:
             StoreUnavailableError: The server failed; created transcripts are fenced and
                 settled with what landed, and count as existing if the call is made again.
         """
-        cleaned = [(validate_key(key), validate_entries(entries)) for key, entries in transcripts]
+        cleaned = [
+            (validate_key(key), validate_entries(entries), _mtime(mtime))
+            for key, entries, mtime in map(_new_transcript, transcripts)
+        ]
         facts = await ready()
         assert facts.max_bson is not None  # learned by ready()
-        planned: list[tuple[SessionKey, dict[str, str], list[PreparedEntry]]] = []
-        for key, batch in cleaned:
+        planned: list[tuple[SessionKey, dict[str, str], list[PreparedEntry], datetime]] = []
+        for key, batch, mtime in cleaned:
             prepared = [
                 prepare_entry(index, entry, facts.max_bson, self._max_entry_bytes)
                 for index, entry in enumerate(batch)
             ]
-            planned.append((key, key_fields(key), prepared))
+            planned.append((key, key_fields(key), prepared, mtime))
         if self._sealer is not None:
-            for _, ident, prepared in planned:
+            for _, ident, prepared, _ in planned:
                 await self._sealer.seal_batch(ident, prepared)
-        wanted = [(key, ident, prepared) for key, ident, prepared in planned if prepared]
-        news = [(ident, prepared) for _, ident, prepared in wanted]
+        wanted = [plan for plan in planned if plan[2]]
+        news = [(ident, prepared, mtime) for _, ident, prepared, mtime in wanted]
         blocks = await Block.create(self._collections, self._connection, news)
-        keyed = [(key, block) for (key, _, _), block in zip(wanted, blocks, strict=True) if block]
+        keyed = [(plan[0], block) for plan, block in zip(wanted, blocks, strict=True) if block]
         try:
             stored = await insert_together([block for _, block in keyed])
         except (PyMongoError, StoreUnavailableError):
@@ -199,10 +215,10 @@ class Appender:
                 if fresh and len(fresh) < len(block.entries):
                     await self._summaries.settle_own(key, block, fresh)
         counts: dict[int, int | None] = {
-            id(prepared): None if block is None else len(prepared) - len(block.skipped)
-            for (_, _, prepared), block in zip(wanted, blocks, strict=True)
+            id(plan[2]): None if block is None else len(plan[2]) - len(block.skipped)
+            for plan, block in zip(wanted, blocks, strict=True)
         }
-        return [counts.get(id(prepared), 0) for _, _, prepared in planned]
+        return [counts.get(id(plan[2]), 0) for plan in planned]
 
     async def _settle_together(self, keyed: Sequence[tuple[SessionKey, Block]]) -> bool:
         """Settle whole blocks with one ``bulk_write`` of their compare-and-sets.
@@ -374,9 +390,11 @@ class Block:
         cls,
         collections: Collections,
         connection: Connection,
-        transcripts: Sequence[tuple[dict[str, str], list[PreparedEntry]]],
+        transcripts: Sequence[tuple[dict[str, str], list[PreparedEntry], datetime]],
     ) -> list[Block | None]:
         """Create new transcripts' documents, each with its numbers ``1..n`` reserved.
+
+        ``transcripts`` are each one's key fields, entries and last-write time.
 
         One unordered ``insert_many``: a transcript whose document exists already fails on
         ``session_key`` and is left as it is (``None``). A created document is what a
@@ -398,9 +416,9 @@ class Block:
                 "reserved_by": token,
                 "pending_since": now,
                 "created": now,
-                "mtime": now,
+                "mtime": mtime,
             }
-            for (ident, entries), token in zip(transcripts, tokens, strict=True)
+            for (ident, entries, mtime), token in zip(transcripts, tokens, strict=True)
         ]
         existing: set[int] = set()
         if documents:
@@ -413,7 +431,7 @@ class Block:
                     existing.add(error["index"])
         return [
             None if index in existing else cls(collections, connection, ident, entries, token, doc)
-            for index, ((ident, entries), token, doc) in enumerate(
+            for index, ((ident, entries, _), token, doc) in enumerate(
                 zip(transcripts, tokens, documents, strict=True)
             )
         ]
@@ -641,6 +659,21 @@ async def insert_together(blocks: Sequence[Block]) -> list[list[PreparedEntry]]:
         await block.insert() if n in apart else list(block.entries)
         for n, block in enumerate(blocks)
     ]
+
+
+def _new_transcript(
+    item: NewTranscript | tuple[SessionKey, list[SessionStoreEntry]],
+) -> NewTranscript:
+    return NewTranscript(*item)
+
+
+def _mtime(mtime: datetime | None) -> datetime:
+    """A last-write time for a new transcript: now if none is given."""
+    if mtime is None:
+        return datetime.now(timezone.utc)
+    if not isinstance(mtime, datetime):
+        raise InvalidStoreOptionsError(f"mtime must be a datetime, got {type(mtime).__name__}")
+    return mtime
 
 
 _COMMAND_NOT_FOUND = 59

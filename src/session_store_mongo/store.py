@@ -58,7 +58,7 @@ from session_store_protocol.validation import (
     validate_session_key,
 )
 
-from .append import Appender
+from .append import Appender, NewTranscript
 from .client import DEFAULT_CLIENT_OPTIONS, ClientFacts, Connection, client_facts
 from .codec import epoch_ms
 from .driver import has_client_bulk_write
@@ -82,6 +82,7 @@ __all__ = [
     "DEFAULT_DATABASE",
     "Forgotten",
     "MongoSessionStore",
+    "NewTranscript",
     "SessionTotals",
     "StoreStats",
     "StoredEntry",
@@ -404,7 +405,8 @@ class MongoSessionStore:
             await self._wired.appender.append(key, entries, ready=self._ready)
 
     async def append_new(
-        self, transcripts: Sequence[tuple[SessionKey, list[SessionStoreEntry]]]
+        self,
+        transcripts: Sequence[NewTranscript | tuple[SessionKey, list[SessionStoreEntry]]],
     ) -> list[int | None]:
         """Store transcripts that do not exist yet, each whole, in three round trips for all.
 
@@ -415,6 +417,9 @@ class MongoSessionStore:
         for one. A transcript that exists already is left untouched: append to it as usual.
         An entry whose ``uuid`` repeats within a transcript is skipped, as ``append`` skips it.
 
+        Each item is a ``NewTranscript`` or a ``(key, entries)`` pair; a ``NewTranscript`` may
+        carry the transcript's last-write time (``mtime``, as ``set_mtime`` sets it; else now).
+
         Returns:
             For each transcript, in order: how many entries were stored, or ``None`` if it
             existed already (nothing was written to it).
@@ -423,6 +428,7 @@ class MongoSessionStore:
             InvalidKeyError: A malformed key; nothing written.
             InvalidEntryError: A malformed entry, or one over ``max_entry_bytes``; nothing
                 written.
+            InvalidStoreOptionsError: An ``mtime`` that is not a ``datetime``; nothing written.
             StoreUnavailableError: The server failed. What landed is settled; calling again
                 reports the transcripts created as existing (append to them: uuids stored are
                 skipped).

@@ -13,7 +13,9 @@ A malformed line is reported as ``file:line`` and skipped; the rest of the file 
 subagent's ``.meta.json`` sidecar is appended after its lines as the SDK's import does
 (``{**sidecar, "type": "agent_metadata"}``). Importing the same files again stores nothing twice:
 the store skips entries whose ``uuid`` it holds, and the importer skips entries without ``uuid``
-that the transcript already holds.
+that the transcript already holds. A transcript the import creates keeps its file's modification
+time as its last write, so listings order imported sessions by when they were last used, as
+Claude Code's own picker does; one that existed keeps the store's.
 
 Several transcripts are imported at once: an append waits on the server for most of its time,
 so one process keeps the server busy only with several appends in flight. The files of one
@@ -28,11 +30,12 @@ import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 from session_store_protocol.errors import InvalidEntryError, InvalidKeyError
 from session_store_protocol.types import SessionKey, SessionStoreEntry, key_parts
 
-from ..store import MongoSessionStore
+from ..store import MongoSessionStore, NewTranscript
 from .layout import LayoutError, Transcript, read_entries, read_metadata
 
 __all__ = ["DEFAULT_GROUP_BYTES", "ImportReport", "Importer"]
@@ -170,7 +173,10 @@ class Importer:
         read = [(transcript, list(self._lines(transcript))) for transcript in group]
         try:
             stored = await self._store.append_new(
-                [(transcript.key, [entry for entry, _ in lines]) for transcript, lines in read]
+                [
+                    NewTranscript(transcript.key, [entry for entry, _ in lines], _mtime(transcript))
+                    for transcript, lines in read
+                ]
             )
         except (InvalidEntryError, InvalidKeyError):
             stored = [None] * len(read)  # one at a time, bad lines reported by file:line
@@ -233,6 +239,9 @@ class Importer:
         if batch:
             offered += await self._append(transcript, batch, sources)
         stored = await self._store.size(transcript.key) - before
+        mtime = _mtime(transcript)
+        if not before and stored and mtime is not None:
+            await self._store.set_mtime(transcript.key, mtime)  # created here: as append_new
         self._count(transcript, offered=offered, stored=stored)
 
     def _count(self, transcript: Transcript, *, offered: int, stored: int) -> None:
@@ -253,6 +262,14 @@ def _size(transcript: Transcript) -> int:
         return sum(path.stat().st_size for path in paths if path is not None)
     except OSError:
         return 0
+
+
+def _mtime(transcript: Transcript) -> datetime | None:
+    """The file's modification time, kept as the last-write time of a transcript it creates."""
+    try:
+        return datetime.fromtimestamp(transcript.path.stat().st_mtime, timezone.utc)
+    except OSError:
+        return None
 
 
 def _canonical(entry: SessionStoreEntry) -> str:
