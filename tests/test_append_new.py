@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
 from claude_agent_sdk import fold_session_summary
 from mongomock_motor import AsyncMongoMockClient
+from pymongo import AsyncMongoClient
 
 from session_store_mongo import MongoSessionStore
 from session_store_mongo.layout import key_fields
+from session_store_mongo.summary import Settlement
 from session_store_protocol import InvalidEntryError, SessionKey
 from tests.support import CommandLog, store_collection, unique_name
 
@@ -119,3 +122,62 @@ async def test_a_bad_entry_writes_nothing(store: MongoSessionStore) -> None:
         await new.append_new([(_key(0), _entries("ok", 2)), (_key(1), [{"no": "type"}])])
     assert await new.list_sessions("bulk") == []
     assert await new.append_new([(_key(0), []), (_key(1), _entries("x", 1))]) == [0, 1]
+
+
+_NOW = datetime(2026, 1, 2, tzinfo=timezone.utc)
+_STATES: list[dict[str, Any]] = [
+    {"settled": 0, "seq": 3, "summary_version": 0, "pending_since": _NOW},
+    {"settled": 0, "seq": 4, "summary_version": 0, "pending_since": _NOW},
+    {"settled": 2, "seq": 3, "summary_version": 0},
+    {"seq": 3, "pending_since": _NOW},
+    {"settled": 0, "seq": 3, "summary_version": 1, "count": 5, "summary": {"t": 1}},
+]
+_SETTLEMENTS = [
+    Settlement(
+        {"settled": 0, "seq": 3, "summary_version": 0},
+        {
+            "$set": {"settled": 3, "summary": {"t": "$HOME", "n": [1, {"a": None}]}},
+            "$inc": {"count": 3, "summary_version": 1},
+            "$unset": {"pending_since": ""},
+        },
+    ),
+    Settlement(
+        {"settled": {"$in": [0, None]}, "summary_version": {"$exists": False}},
+        {"$set": {"settled": 3}, "$inc": {"bytes": 7}, "$currentDate": {"settled_at": True}},
+    ),
+]
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("settlement", _SETTLEMENTS, ids=["equalities", "operators"])
+async def test_a_settlement_on_the_key_does_what_the_plain_one_does(
+    mongo_url: str, settlement: Settlement
+) -> None:
+    """``Settlement.on_key`` applies exactly when the plain compare-and-set would, and the same.
+
+    Each document state is written twice, one copy settled each way: the copies end equal
+    (but for the server's clock), and each form reports a change for the same states.
+    """
+    client: Any = AsyncMongoClient(mongo_url)
+    collection = client[unique_name("onkey")]["sessions"]
+    try:
+        for n, state in enumerate(_STATES):
+            plain, keyed = ({"project_key": "p", "session_id": f"{way}{n}", "subpath": ""}
+                            for way in ("plain", "keyed"))  # fmt: skip
+            await collection.insert_many([{**plain, **state}, {**keyed, **state}])
+            applied = await collection.update_one({**settlement.filter, **plain}, settlement.update)
+            on_key = Settlement({**settlement.filter, **keyed}, settlement.update)
+            filter_, pipeline = on_key.on_key()
+            assert filter_ == keyed
+            changed = await collection.update_one(filter_, pipeline)
+            assert changed.modified_count == applied.modified_count, state
+            ends = [
+                await collection.find_one(ident, {"_id": 0, "session_id": 0, "settled_at": 0})
+                for ident in (plain, keyed)
+            ]
+            assert ends[0] == ends[1], state
+            dated = [await collection.find_one(ident) for ident in (plain, keyed)]
+            assert ("settled_at" in dated[0]) == ("settled_at" in dated[1])
+    finally:
+        await client.drop_database(collection.database.name)
+        await client.close()

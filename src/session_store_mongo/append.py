@@ -231,14 +231,14 @@ class Appender:
             settlement = await self._summaries.settlement(key, block)
             if settlement is None:
                 return False
-            updates.append(UpdateOne(settlement.filter, settlement.update))
+            updates.append(UpdateOne(*settlement.on_key()))
         if not updates:
             return True
         try:
             result = await self._collections.sessions.bulk_write(updates, ordered=False)
         except PyMongoError:
             return False
-        return bool(result.matched_count == len(updates))
+        return bool(result.modified_count == len(updates))
 
     async def _insert(
         self, keyed: Sequence[tuple[SessionKey, Block]], facts: ClientFacts
@@ -411,6 +411,7 @@ class Block:
                 **ident,
                 "seq": len(entries),
                 "settled": 0,
+                "summary_version": 0,
                 "count": 0,
                 "bytes": 0,
                 "reserved_by": token,
@@ -577,6 +578,7 @@ async def _reserve_signed(
                         "count": 0,
                         "bytes": 0,
                         "settled": 0,
+                        "summary_version": 0,
                         "created": now,
                         "mtime": now,
                     }

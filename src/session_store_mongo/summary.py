@@ -334,7 +334,7 @@ class Summaries:
         elif upto > settled:
             update["$set"]["pending_since"] = datetime.now(timezone.utc)
         filter_: dict[str, Any] = {**ident, "settled": settled}
-        if settled == 0:
+        if "settled" not in doc:  # a document from before the field: missing means 0
             filter_["settled"] = {"$in": [0, None]}
         if pending is None and int(doc.get("summary_seq", 0)) == settled:
             pending = entries
@@ -359,6 +359,61 @@ class Settlement:
 
     filter: dict[str, Any]
     update: dict[str, Any]
+
+    def on_key(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The same compare-and-set as a filter on the key alone and a conditional update.
+
+        Each field the update writes is set to its new value if the document still meets the
+        filter's conditions, else to its own value: applied only as a whole, as the plain
+        form; it modifies the document (``modified_count``) exactly when that would match
+        (settling always moves ``settled``).
+        Why: a server may use an index only for a filter of exactly its fields (the test
+        server, SecantusDB, scans the collection for the key plus a condition); every server
+        finds one document by its unique key.
+        """
+        filter_ = {name: self.filter[name] for name in KEY_FIELDS}
+        conditions = [
+            _condition(name, wanted)
+            for name, wanted in self.filter.items()
+            if name not in KEY_FIELDS
+        ]
+        holds = {"$and": conditions}
+        fields: dict[str, Any] = {}
+        for operator, changes in self.update.items():
+            for name, value in changes.items():
+                assert name not in fields, name  # one write a field
+                assert "." not in name, name  # top-level fields only
+                fields[name] = {"$cond": [holds, _new_value(operator, name, value), f"${name}"]}
+        return filter_, [{"$set": fields}]
+
+
+KEY_FIELDS = ("project_key", "session_id", "subpath")
+
+
+def _condition(name: str, wanted: Any) -> dict[str, Any]:
+    """A query condition on one field as an aggregation expression (the ones settling uses)."""
+    if not isinstance(wanted, dict):
+        return {"$eq": [f"${name}", {"$literal": wanted}]}
+    [(operator, operand)] = wanted.items()
+    if operator == "$exists":
+        present = {"$ne": [{"$type": f"${name}"}, "missing"]}
+        return present if operand else {"$not": [present]}
+    if operator == "$in":  # a missing field is null to ``$in``, as to a query
+        return {"$in": [{"$ifNull": [f"${name}", None]}, {"$literal": operand}]}
+    raise ValueError(f"no expression for {operator} on {name}")
+
+
+def _new_value(operator: str, name: str, value: Any) -> Any:
+    """What an update operator writes to one field, as an aggregation expression."""
+    if operator == "$set":
+        return {"$literal": value}
+    if operator == "$inc":
+        return {"$add": [{"$ifNull": [f"${name}", 0]}, value]}
+    if operator == "$unset":
+        return "$$REMOVE"
+    if operator == "$currentDate":
+        return "$$NOW"
+    raise ValueError(f"no expression for {operator} on {name}")
 
 
 def _fold_for(ident: Mapping[str, str]) -> Fold | None:
