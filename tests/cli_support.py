@@ -30,6 +30,7 @@ __all__ = [
     "FIXTURE_FILES",
     "MAIN",
     "METADATA",
+    "NO_SERVER_URL",
     "PROJECT",
     "PROJECTS",
     "PROJECT_DIR",
@@ -52,6 +53,8 @@ SUBPATH = "subagents/agent-a1b2c3d"
 SUBAGENT_FILE = PROJECT_DIR / MAIN / "subagents" / "agent-a1b2c3d.jsonl"
 METADATA = PROJECT_DIR / MAIN / "subagents" / "agent-a1b2c3d.meta.json"
 FIXTURE_FILES = sorted(p.relative_to(PROJECTS) for p in PROJECTS.rglob("*") if p.is_file())
+NO_SERVER_URL = "mongodb://user:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=500"
+"""A URL nothing answers at, quickly, with a password that must never be printed."""
 
 
 def invoke(

@@ -26,6 +26,7 @@ from tests.cli_support import (
     FIXTURE_FILES,
     MAIN,
     METADATA,
+    NO_SERVER_URL,
     PROJECT,
     PROJECT_DIR,
     PROJECTS,
@@ -37,7 +38,6 @@ from tests.cli_support import (
     on_terminal,
 )
 
-NO_SERVER_URL = "mongodb://user:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=500"
 SUMMARY_ROW = re.compile(
     r"^\W*(sessions|transcripts|files with nothing stored|entries stored|skipped duplicates|errors)"
     r"\W+(\d+)\W*$",

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import MAIN, PROJECT_DIR, LiveCli, invoke, on_terminal
+from tests.cli_support import MAIN, NO_SERVER_URL, PROJECT_DIR, LiveCli, invoke, on_terminal
 from tests.support import MASTER_KEY
 
-NO_SERVER_URL = "mongodb://user:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=500"
 SECRET = base64.b64encode(MASTER_KEY).decode()
 
 
