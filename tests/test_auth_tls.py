@@ -22,6 +22,7 @@ from session_store_protocol import SessionKey, StoreRegistry
 from session_store_protocol.errors import (
     InvalidStoreOptionsError,
     StoreAuthenticationError,
+    StoreAuthorizationError,
     StoreUnavailableError,
 )
 from tests.servers import running_server, server_with_users, transcript_batch
@@ -84,6 +85,7 @@ async def test_wrong_password_is_typed_and_never_shown(
         with pytest.raises(StoreAuthenticationError) as raised:
             await store.append(KEY, transcript_batch("s", 0, 1))
     assert isinstance(raised.value, StoreUnavailableError)
+    assert not isinstance(raised.value, StoreAuthorizationError)  # the credentials, not a right
     assert f"127.0.0.1:{auth_server.port}" in str(raised.value)
     assert WRONG_PASSWORD not in str(raised.value)
     assert WRONG_PASSWORD not in caplog.text
@@ -97,7 +99,7 @@ async def test_wrong_password_is_typed_and_never_shown(
 
 
 async def test_read_only_user_reads_without_creating_indexes(auth_server: SecantusServer) -> None:
-    """A user with role ``read`` loads and lists; a write it may not do names the operation."""
+    """A user with role ``read`` loads and lists; a write it may not do is typed, named."""
     project = unique_name("ro")
     key: SessionKey = {"project_key": project, "session_id": "s"}
     sub: SessionKey = {**key, "subpath": "subagents/agent-1"}
@@ -117,10 +119,14 @@ async def test_read_only_user_reads_without_creating_indexes(auth_server: Secant
         ]
         assert await reader.size(sub) == 2
         assert (await reader.stats()).entries >= 5
-        with pytest.raises(StoreAuthenticationError) as refused:
+        with pytest.raises(StoreAuthorizationError) as refused:
             await reader.append(key, transcript_batch("s", 3, 1))
     assert str(refused.value).startswith("append on ")
-    assert "Unauthorized" in str(refused.value)
+    assert (refused.value.operation, refused.value.hosts) == (
+        "append",
+        f"127.0.0.1:{auth_server.port}",
+    )
+    assert "Unauthorized" in refused.value.reason
     assert READER_PASSWORD not in str(refused.value)
     async with MongoSessionStore(
         url=_url(auth_server, READER_PASSWORD, user="reader"),

@@ -7,8 +7,11 @@ imports the fixture, and ``reader`` (``read``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import re
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +24,12 @@ from session_store_mongo import MongoSessionStore
 from session_store_protocol.types import SessionKey
 from tests.cli_support import MAIN, PROJECT, PROJECT_DIR, SECOND, invoke
 from tests.servers import server_with_users
+from tests.support import MASTER_KEY, predecessor_document
 
 pytestmark = pytest.mark.live
 
 DATABASE = "shared"
+PREDECESSOR_COLLECTION = "predecessor_sessions"
 PASSWORD = "pw-READER-7e1b"
 
 
@@ -32,7 +37,10 @@ PASSWORD = "pw-READER-7e1b"
 def auth_server(
     secantusd: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecantusServer]:
-    """A SecantusDB with ``--auth``: a writer and a reader of one database, the fixture imported."""
+    """A SecantusDB with ``--auth``: a writer and a reader of one database, the fixture imported.
+
+    The database also holds one session of the predecessor, for ``migrate`` to read.
+    """
     data = str(tmp_path_factory.mktemp("read-only-data"))
     users = {
         user: (PASSWORD, [{"role": role, "db": DATABASE}])
@@ -41,6 +49,14 @@ def auth_server(
     with server_with_users(secantusd, data, users) as server:
         imported = as_user(server, "writer", "import", str(PROJECT_DIR))
         assert imported.exit_code == 0, imported.output
+        client: MongoClient[Any] = MongoClient(url_of(server, "writer"))
+        try:
+            old = predecessor_document(
+                "old", "-old", [{"type": "user"}], datetime.now(timezone.utc)
+            )
+            client[DATABASE][PREDECESSOR_COLLECTION].insert_one(old)
+        finally:
+            client.close()
         yield server
 
 
@@ -84,13 +100,56 @@ def test_reader_shows_and_exports(auth_server: SecantusServer, tmp_path: Path) -
     ).read_bytes()
 
 
-def test_reader_cannot_write_and_is_told_so(auth_server: SecantusServer) -> None:
-    """Deleting as the reader is refused: exit 1, one line, no password, nothing deleted."""
-    result = as_user(auth_server, "reader", "delete", SECOND, "--yes")
-    assert result.exit_code == 1
-    assert len(result.stderr.strip().splitlines()) == 1
+WRITES = {
+    "import": ["import", str(PROJECT_DIR)],
+    "delete": ["delete", SECOND, "--yes"],
+    "prune": ["prune", "--older-than", "0s", "--yes"],
+    "migrate": [
+        "migrate",
+        "--from-database",
+        DATABASE,
+        "--from-collection",
+        PREDECESSOR_COLLECTION,
+    ],
+    "forget": ["forget", "--yes"],
+    "rotate-keys": ["rotate-keys"],
+}
+"""Each writing command, as the reader runs it (migrate from a source the reader may read)."""
+REFUSED_WRITES = [
+    *((command, []) for command in WRITES),
+    # Refused at the write itself (forget and rotate-keys find no data key of the reader's
+    # project to write, and stop before).
+    *((command, ["--no-create-indexes"]) for command in ("import", "delete", "prune", "migrate")),
+]
+LIBRARY_CALLS = re.compile(
+    r"\b(append|append_new|connect|ensure_indexes|prune_inactive|rotate_keys|set_mtime)\b"
+)
+
+
+@pytest.mark.parametrize(("command", "indexes"), REFUSED_WRITES)
+def test_reader_cannot_write_and_is_told_which_command(
+    auth_server: SecantusServer, tmp_path: Path, command: str, indexes: list[str]
+) -> None:
+    """A write as the reader: exit 1, one line naming the command, no password, nothing changed.
+
+    Refused while creating indexes or (``--no-create-indexes``) at the write itself, the line
+    names the command the operator ran, never the library call the server refused.
+    """
+    encrypted: list[str] = []
+    if command in ("forget", "rotate-keys"):
+        config = tmp_path / "encryption.json"
+        key = base64.b64encode(MASTER_KEY).decode()
+        vault = f"{DATABASE}.keys"
+        settings = {"kms_providers": {"local": {"key": key}}, "key_vault_namespace": vault}
+        config.write_text(json.dumps(settings), encoding="utf-8")
+        encrypted = ["--encryption-config", str(config)]
+    result = as_user(auth_server, "reader", *encrypted, *indexes, *WRITES[command])
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert re.match(rf"error: {command}: not authorized on 127\.0\.0\.1:\d+: ", line), line
+    assert not LIBRARY_CALLS.search(line), line
     assert PASSWORD not in result.output
-    assert "Traceback" not in result.output
+    assert "mongodb://" not in result.output
     listed = as_user(auth_server, "reader", "list", "--json")
     assert {row["session_id"] for row in json.loads(listed.stdout)} == {MAIN, SECOND}
 

@@ -40,6 +40,7 @@ from pymongo.read_preferences import ReadPreference
 from session_store_protocol.errors import (
     InvalidStoreOptionsError,
     StoreAuthenticationError,
+    StoreAuthorizationError,
     StoreUnavailableError,
 )
 
@@ -64,8 +65,8 @@ DEFAULT_CLIENT_OPTIONS: Mapping[str, Any] = {
     "retryWrites": True,
     "retryReads": True,
 }
+_UNAUTHORIZED = 13
 _AUTHENTICATION_FAILED = 18
-_AUTHENTICATION_CODES = (13, _AUTHENTICATION_FAILED)  # Unauthorized, AuthenticationFailed
 _URL = re.compile(r"mongodb(\+srv)?://", re.IGNORECASE)
 # How a client used outside its own event loop fails: PyMongo's async client says so; Motor
 # schedules on the loop it first ran in, so it meets that loop closed or a foreign future.
@@ -255,17 +256,20 @@ class Connection:
         """Turn driver errors raised inside into typed errors naming the operation and host.
 
         Raises:
-            StoreAuthenticationError: The server refused the credentials or the permission.
+            StoreAuthenticationError: The server refused the credentials.
+            StoreAuthorizationError: The server refused the operation to this user.
             StoreUnavailableError: Any other driver error, or an injected client used in an
                 event loop other than its own.
         """
         try:
             yield
         except PyMongoError as exc:
-            text = f"{operation} on {self.hosts} failed: {self.describe(exc)}"
-            if isinstance(exc, OperationFailure) and exc.code in _AUTHENTICATION_CODES:
-                if exc.code == _AUTHENTICATION_FAILED:
-                    text += " (check the user, password and authSource of the URL)"
+            reason = self.describe(exc)
+            text = f"{operation} on {self.hosts} failed: {reason}"
+            if isinstance(exc, OperationFailure) and exc.code == _UNAUTHORIZED:
+                raise StoreAuthorizationError(operation, self.hosts, reason) from None
+            if isinstance(exc, OperationFailure) and exc.code == _AUTHENTICATION_FAILED:
+                text += " (check the user, password and authSource of the URL)"
                 raise StoreAuthenticationError(text) from None
             raise StoreUnavailableError(text) from None
         except RuntimeError as exc:

@@ -26,6 +26,7 @@ __all__ = [
     "KeyDestroyedError",
     "SessionStoreError",
     "StoreAuthenticationError",
+    "StoreAuthorizationError",
     "StoreClosedError",
     "StoreUnavailableError",
     "SummariesUnavailableError",
@@ -101,3 +102,17 @@ class UnknownKindError(SessionStoreError, KeyError):
 
 class StoreAuthenticationError(StoreUnavailableError):
     """The backend refused the credentials; the message names the host, never the password."""
+
+
+class StoreAuthorizationError(StoreAuthenticationError):
+    """The backend refused an operation the user holds no privilege for (a read-only user's write).
+
+    ``operation`` is the store's call that was refused, ``hosts`` the server, ``reason`` the
+    server's word for it; none holds a password.
+    """
+
+    def __init__(self, operation: str, hosts: str, reason: str) -> None:
+        self.operation = operation
+        self.hosts = hosts
+        self.reason = reason
+        super().__init__(f"{operation} on {hosts} failed: {reason}")

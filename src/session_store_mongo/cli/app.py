@@ -160,6 +160,7 @@ def configure(
         timeout=timeout,
         create_indexes=create_indexes,
         encryption_config=encryption_config,
+        command=ctx.invoked_subcommand or "session-store-mongo",
     )
 
 

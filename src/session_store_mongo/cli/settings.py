@@ -10,7 +10,8 @@ Usage::
 ``--encryption-config``, a JSON file that keeps key material off the command line) inside
 ``asyncio.run``, hands it to the command's coroutine, and closes it. Every error ends as one
 line on stderr: exit 1 for store and connection failures, exit 2 for usage errors; passwords
-are scrubbed and the text is shown literally (``literal``).
+are scrubbed and the text is shown literally (``literal``). An operation the server refuses to
+the user (a read-only user's write) is told as the command's, not the library call's.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from session_store_protocol.errors import (
     InvalidKeyError,
     InvalidStoreOptionsError,
     SessionStoreError,
+    StoreAuthorizationError,
 )
 from session_store_protocol.types import SessionKey
 
@@ -128,6 +130,8 @@ class Settings:
     create_indexes: bool = True
     encryption_config: Path | None = None
     """``--encryption-config``: the encryption settings of an encrypted store."""
+    command: str = "session-store-mongo"
+    """The command run (``import``, ``delete``...), as errors name it."""
     out: Console = field(default_factory=Console)
     err: Console = field(default_factory=lambda: Console(stderr=True))
 
@@ -217,10 +221,22 @@ class Settings:
             return asyncio.run(run())
         except (InvalidStoreOptionsError, InvalidKeyError) as exc:
             self.fail(str(exc), EXIT_USAGE)  # the options or arguments given: a usage error
+        except StoreAuthorizationError as exc:
+            self.fail(self._not_authorized(exc, writes=writes))
         except (SessionStoreError, PyMongoError, OSError) as exc:
             self.fail(str(exc) or type(exc).__name__)
         finally:
             library_log.removeHandler(warning_lines)
+
+    def _not_authorized(self, exc: StoreAuthorizationError, *, writes: bool) -> str:
+        """The command (not the library call inside it) the server refused to this user."""
+        text = f"{self.command}: not authorized on {exc.hosts}: {exc.reason}"
+        if writes and self.create_indexes and "createindex" in exc.reason.lower():
+            text += (
+                " (a user allowed to create indexes runs ensure-indexes once; then pass "
+                "--no-create-indexes)"
+            )
+        return text
 
 
 class _WarningLines(logging.Handler):
