@@ -272,6 +272,25 @@ async def test_forgotten_transcript_refuses_appends_new_sessions_start_afresh(
 
 
 @pytest.mark.live
+async def test_refused_writes_to_a_forgotten_tenant_create_no_data_key(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
+) -> None:
+    """A forgotten transcript, or its session's new subagent, is refused without a fresh key."""
+    async with encrypted(mongo_url, database) as store:
+        await store.append(KEY, entries("old"))
+        await store.forget(PROJECT)
+        with pytest.raises(KeyDestroyedError, match="destroyed by forget"):
+            await store.append(KEY, entries("more"))
+        with pytest.raises(KeyDestroyedError, match=r"s1 takes no new subagent transcripts"):
+            await store.append(SUB, entries("sub"))
+        with pytest.raises(KeyDestroyedError, match=r"s1 takes no new subagent transcripts"):
+            await store.append_new([(SUB, entries("sub"))])
+        assert await vault_keys(live_client, database) == []
+        assert await store.list_subkeys({"project_key": PROJECT, "session_id": "s1"}) == []
+        assert (await store.forget(PROJECT)).forgotten_at is not None  # still forgotten, no key
+
+
+@pytest.mark.live
 async def test_forget_reaches_every_session_key_and_no_other_project(
     mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
 ) -> None:

@@ -120,7 +120,8 @@ class Appender:
             InvalidEntryError: Malformed batch, or an entry over ``max_entry_bytes``.
             StoreUnavailableError: Our numbers were taken: fenced after the lease, or the
                 counter was behind its entries (repaired).
-            KeyDestroyedError: ``forget`` destroyed the transcript's data key; nothing written.
+            KeyDestroyedError: ``forget`` destroyed the transcript's data key, or its session's
+                (a new subagent transcript, while the tenant has no key); nothing written.
             EncryptionKeyError: The batch could not be sealed; nothing written.
         """
         clean = validate_key(key)
@@ -172,6 +173,8 @@ class Appender:
 
         Raises:
             InvalidKeyError, InvalidEntryError: A malformed key or entry; nothing written.
+            KeyDestroyedError: A transcript or its session was forgotten, and sealing it would
+                need a fresh data key; nothing written.
             StoreUnavailableError: The server failed; created transcripts are fenced and
                 settled with what landed, and count as existing if the call is made again.
         """

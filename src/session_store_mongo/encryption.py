@@ -30,7 +30,7 @@ import base64
 import contextlib
 import json
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -333,14 +333,18 @@ class Keyring:
                 ) from None
         self.indexed = True
 
-    async def _data_key(self, name: str, action: str) -> _DataKey:
-        """The data key named ``name``, created on first use."""
+    async def _data_key(
+        self, name: str, action: str, before_creating: Callable[[], Awaitable[None]] | None
+    ) -> _DataKey:
+        """The data key named ``name``, created on first use, once ``before_creating`` passed."""
         cached = self._keys.get(name)
         if cached is not None:
             self._keys.move_to_end(name)
             return cached
         found = await self._encryption.get_key_by_alt_name(name)
         if found is None:
+            if before_creating is not None:
+                await before_creating()
             try:
                 with self._translated(f"{action}: creating its data key"):
                     key_id = await self._encryption.create_data_key(
@@ -360,13 +364,22 @@ class Keyring:
             self._keys.popitem(last=False)
         return data_key
 
-    async def encrypt(self, name: str, value: Mapping[str, Any], action: str) -> Binary:
+    async def encrypt(
+        self,
+        name: str,
+        value: Mapping[str, Any],
+        action: str,
+        *,
+        before_creating: Callable[[], Awaitable[None]] | None = None,
+    ) -> Binary:
         """Encrypt ``value`` (randomized) under the data key ``name``, creating it if needed.
 
         ``action`` says in errors what was being done, e.g. ``"sealing transcript p/s"``.
+        ``before_creating`` runs when the key must be created, and may refuse by raising:
+        then no key is created.
         """
         for attempt in (1, 2):
-            data_key = await self._data_key(name, action)
+            data_key = await self._data_key(name, action, before_creating)
             try:
                 with self._translated(action):
                     sealed: Binary = await self._encryption.encrypt(
@@ -391,13 +404,19 @@ class Keyring:
         with self._translated(action):
             return await self._encryption.decrypt(sealed)
 
-    async def hash_key(self, name: str, action: str) -> bytes:
+    async def hash_key(
+        self,
+        name: str,
+        action: str,
+        *,
+        before_creating: Callable[[], Awaitable[None]] | None = None,
+    ) -> bytes:
         """A secret only the data key ``name`` can produce, for keyed hashes (dedupe values).
 
         It is ``_HASH_LABEL`` encrypted deterministically under that key: the same in every
-        process, gone with the key.
+        process, gone with the key. ``before_creating`` is ``encrypt``'s.
         """
-        data_key = await self._data_key(name, action)
+        data_key = await self._data_key(name, action, before_creating)
         if data_key.hash_key is None:
             with self._translated(action):
                 derived = await self._encryption.encrypt(

@@ -21,21 +21,27 @@ it, and nobody without the key learns the uuid.
 The tenant is the project key (``key_scope="project"``) or the session (``"session"``). Its
 data key's alt name is the JSON array ``["session-store-mongo", database, prefix,
 project_key]`` (plus the session id), so stores in different databases never share a key.
+
+A tenant's data key is created by its first write, and after ``forget`` by the first write of
+a new session, never by a write to a forgotten transcript or a forgotten session's new
+subagent transcript: those raise ``KeyDestroyedError``, and the key vault stays without a key.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
 from bson import Binary
 
 from session_store_protocol.errors import EncryptionKeyError, KeyDestroyedError
+from session_store_protocol.types import MAIN_SUBPATH
 from session_store_protocol.validation import entry_uuid
 
 from .codec import PreparedEntry, epoch_ms
@@ -72,7 +78,9 @@ class Sealer:
     async def seal(self, ident: Mapping[str, str], content: Mapping[str, Any]) -> Binary:
         """Encrypt ``content`` (a document's content fields) under the tenant's data key."""
         action = f"sealing transcript {_where(ident)}"
-        return await self.keyring.encrypt(self._name(ident), content, action)
+        return await self.keyring.encrypt(
+            self._name(ident), content, action, before_creating=self._unforgotten(ident)
+        )
 
     async def open(self, ident: Mapping[str, str], sealed: Binary) -> dict[str, Any]:
         """Decrypt what ``seal`` returned.
@@ -98,20 +106,58 @@ class Sealer:
         """Seal each entry's content, its chunks and its dedupe value, in place."""
         name = self._name(ident)
         action = f"sealing transcript {_where(ident)}"
+        guard = self._unforgotten(ident)
         hash_key: bytes | None = None
         for p in prepared:
-            p.content = {SEALED: await self.keyring.encrypt(name, p.content, action)}
+            p.content = {
+                SEALED: await self.keyring.encrypt(name, p.content, action, before_creating=guard)
+            }
             if p.chunks is not None:
                 p.chunks = [
-                    {SEALED: await self.keyring.encrypt(name, chunk, action)} for chunk in p.chunks
+                    {SEALED: await self.keyring.encrypt(name, chunk, action, before_creating=guard)}
+                    for chunk in p.chunks
                 ]
             uuid = entry_uuid(p.entry)
             if uuid is not None:
                 if hash_key is None:
-                    hash_key = await self.keyring.hash_key(name, action)
+                    hash_key = await self.keyring.hash_key(name, action, before_creating=guard)
                 # surrogatepass: a uuid may hold lone UTF-16 surrogates, and still dedupe.
                 data = uuid.encode("utf-8", "surrogatepass")
                 p.dedupe = Binary(hmac.new(hash_key, data, hashlib.sha256).digest())
+
+    def _unforgotten(self, ident: Mapping[str, str]) -> Callable[[], Awaitable[None]]:
+        """What the keyring runs before creating the tenant's data key for ``ident``."""
+        return functools.partial(self._refuse_forgotten, ident)
+
+    async def _refuse_forgotten(self, ident: Mapping[str, str]) -> None:
+        """Refuse a fresh data key to a forgotten transcript, or to a forgotten session's.
+
+        ``forget`` destroyed the key these were written under: a new one would let them take
+        entries again. A new session of the project starts afresh; a deleted one may too.
+
+        Raises:
+            KeyDestroyedError: The transcript, or its session's main transcript, is forgotten.
+        """
+        transcripts = [ident["subpath"], MAIN_SUBPATH]
+        found = await self._sessions.find_one(
+            {
+                "project_key": ident["project_key"],
+                "session_id": ident["session_id"],
+                "subpath": {"$in": transcripts},
+                "forgotten": {"$exists": True},
+            },
+            {"subpath": 1, "forgotten": 1},
+        )
+        if found is None:
+            return
+        if found["subpath"] == ident["subpath"]:
+            raise key_destroyed(ident, found["forgotten"])
+        session = {**ident, "subpath": MAIN_SUBPATH}
+        raise key_destroyed(
+            session,
+            found["forgotten"],
+            consequence="takes no new subagent transcripts (delete the session to start it again)",
+        )
 
     def _project_names(self, project_key: str) -> dict[str, str]:
         """A key vault filter on alt names: this store's keys of ``project_key``."""
@@ -130,12 +176,14 @@ class Sealer:
         return await self.keyring.rewrap({"$regex": f"^{re.escape(opening)},"})
 
 
-def key_destroyed(ident: Mapping[str, str], when: Any) -> KeyDestroyedError:
+def key_destroyed(
+    ident: Mapping[str, str], when: Any, *, consequence: str = "can never be read again"
+) -> KeyDestroyedError:
     """The error for a transcript whose tenant was forgotten at ``when`` (a stored time)."""
     stamp = datetime.fromtimestamp(epoch_ms(when) / 1000, timezone.utc)
     return KeyDestroyedError(
         f"the data key of project {ident['project_key']!r} was destroyed by forget on "
-        f"{stamp:%Y-%m-%d %H:%M:%S} UTC: transcript {_where(ident)} can never be read again"
+        f"{stamp:%Y-%m-%d %H:%M:%S} UTC: transcript {_where(ident)} {consequence}"
     )
 
 

@@ -400,6 +400,9 @@ class MongoSessionStore:
             InvalidEntryError: Malformed batch, or an entry over ``max_entry_bytes`` (the error
                 names it); nothing of the batch written.
             StoreUnavailableError: The server failed; appending the same batch again is safe.
+            KeyDestroyedError: ``forget`` destroyed the transcript's data key, or its
+                session's (a new subagent transcript of a forgotten session, while the tenant
+                has no key); nothing written.
         """
         with self._operation("append"):
             await self._wired.appender.append(key, entries, ready=self._ready)
@@ -429,6 +432,8 @@ class MongoSessionStore:
             InvalidEntryError: A malformed entry, or one over ``max_entry_bytes``; nothing
                 written.
             InvalidStoreOptionsError: An ``mtime`` that is not a ``datetime``; nothing written.
+            KeyDestroyedError: A transcript, or its session, was forgotten and its tenant has
+                no data key since; nothing written (``append`` each: the others are taken).
             StoreUnavailableError: The server failed. What landed is settled; calling again
                 reports the transcripts created as existing (append to them: uuids stored are
                 skipped).
