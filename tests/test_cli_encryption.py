@@ -6,15 +6,28 @@ import base64
 import json
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.cli_support import MAIN, NO_SERVER_URL, PROJECT_DIR, LiveCli, invoke, on_terminal
+from session_store_mongo.cli.importer import DEFAULT_GROUP_BYTES
+from tests.cli_support import (
+    MAIN,
+    NO_SERVER_URL,
+    PROJECT,
+    PROJECT_DIR,
+    SECOND,
+    LiveCli,
+    invoke,
+    on_terminal,
+)
 from tests.support import MASTER_KEY
 
 SECRET = base64.b64encode(MASTER_KEY).decode()
+NEW_SESSION = "9d8c7b6a-5f4e-4d3c-8b2a-1f0e9d8c7b6a"
+"""A session id the fixture does not have."""
 
 
 def encryption_config(cli: LiveCli, path: Path, **keys: bytes) -> Path:
@@ -70,6 +83,92 @@ def test_forget_asks_then_makes_the_project_unreadable(
     assert deleted.exit_code == 0, deleted.output
     outputs = [declined.stdout, declined.stderr, done.output, shown.output, again.output]
     assert all(SECRET not in output for output in outputs)
+
+
+def forgotten_project_tree(root: Path) -> Path:
+    """The fixture project again, its main transcript grown past a group, plus new files.
+
+    Its main transcript streams through ``append``; its other files, a new subagent of the
+    main session and a new session of a project never forgotten go in a group to
+    ``append_new``.
+    """
+    shutil.copytree(PROJECT_DIR, root / PROJECT)
+    line = json.dumps({"type": "progress", "data": "x" * 1000}) + "\n"
+    with (root / PROJECT / f"{MAIN}.jsonl").open("a", encoding="utf-8") as main:
+        main.write(line * (DEFAULT_GROUP_BYTES // len(line) + 1))
+    new_subagent = root / PROJECT / MAIN / "subagents" / "agent-new.jsonl"
+    new_subagent.write_text(json.dumps({"type": "user", "uuid": "sub-1"}) + "\n", "utf-8")
+    live = root / "-live-project" / f"{NEW_SESSION}.jsonl"
+    live.parent.mkdir()
+    live.write_text(json.dumps({"type": "user", "uuid": "live-1"}) + "\n", "utf-8")
+    return root
+
+
+@pytest.mark.live
+def test_import_into_a_forgotten_project_refuses_its_files_and_goes_on(
+    encrypted: tuple[LiveCli, list[str]], tmp_path: Path
+) -> None:
+    """Each file of a forgotten session is one refused line; the rest is stored, then exit 1.
+
+    Refused: the transcripts forget made unreadable, whether grouped for ``append_new`` or
+    streamed through ``append``, and a new subagent transcript of a forgotten session. The
+    live project's new session of the same group is stored, and the forgotten project gets
+    no fresh data key: forget says it was forgotten already.
+    """
+    cli, option = encrypted
+    assert cli(*option, "forget", "--yes").exit_code == 0
+    tree = forgotten_project_tree(tmp_path / "projects")
+    result = invoke("--url", cli.url, "--database", cli.database, *option, "import", str(tree))
+    assert result.exit_code == 1, result.output
+    refused = result.stderr.strip().splitlines()
+    destroyed = re.compile(
+        rf": refused: the data key of project '{PROJECT}' was destroyed by forget on "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC: transcript "
+    )
+    assert sorted(line.split(": refused: ")[0] for line in refused) == sorted(
+        str(tree / PROJECT / name)
+        for name in (
+            f"{MAIN}.jsonl",
+            f"{SECOND}.jsonl",
+            f"{MAIN}/subagents/agent-a1b2c3d.jsonl",
+            f"{MAIN}/subagents/agent-new.jsonl",
+        )
+    )
+    assert all(destroyed.search(line) for line in refused), refused
+    assert sum("takes no new subagent transcripts" in line for line in refused) == 1
+    assert re.search(r"entries stored\W+1\b", result.stdout), result.stdout  # the summary
+    assert re.search(r"errors\W+4\b", result.stdout), result.stdout
+    shown = cli(*option, "show", NEW_SESSION, "--json", "--project", "-live-project")
+    assert [json.loads(line) for line in shown.stdout.splitlines()] == [
+        {"type": "user", "uuid": "live-1"}
+    ]
+    again = cli(*option, "forget", "--yes")
+    assert "already forgotten on" in again.stderr, again.output
+
+
+@pytest.mark.live
+def test_import_of_a_new_session_of_a_forgotten_project_starts_afresh(
+    encrypted: tuple[LiveCli, list[str]], tmp_path: Path
+) -> None:
+    """A new session of a forgotten project is imported under a new key, as the README says.
+
+    Its forgotten sessions stay unreadable, and forget can destroy the new key in turn.
+    """
+    cli, option = encrypted
+    assert cli(*option, "forget", "--yes").exit_code == 0
+    new = tmp_path / PROJECT / f"{NEW_SESSION}.jsonl"
+    new.parent.mkdir()
+    new.write_text(json.dumps({"type": "user", "uuid": "after-forget"}) + "\n", "utf-8")
+    result = cli(*option, "import", str(new))
+    assert result.exit_code == 0, result.output
+    assert json.loads(cli(*option, "show", NEW_SESSION, "--json").stdout) == {
+        "type": "user",
+        "uuid": "after-forget",
+    }
+    assert "destroyed by forget" in cli(*option, "show", MAIN).stderr
+    done = cli(*option, "forget", "--yes")
+    assert "destroyed 1 data key(s)" in done.stdout, done.output
+    assert "1 transcripts are unreadable" in done.stdout
 
 
 @pytest.mark.live

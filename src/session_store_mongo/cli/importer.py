@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from session_store_protocol.errors import InvalidEntryError, InvalidKeyError
+from session_store_protocol.errors import InvalidEntryError, InvalidKeyError, KeyDestroyedError
 from session_store_protocol.types import SessionKey, SessionStoreEntry, key_parts
 
 from ..store import MongoSessionStore, NewTranscript
@@ -178,8 +178,9 @@ class Importer:
                     for transcript, lines in read
                 ]
             )
-        except (InvalidEntryError, InvalidKeyError):
-            stored = [None] * len(read)  # one at a time, bad lines reported by file:line
+        except (InvalidEntryError, InvalidKeyError, KeyDestroyedError):
+            # One at a time: bad lines reported by file:line, a forgotten transcript by file.
+            stored = [None] * len(read)
         for (transcript, lines), count in zip(read, stored, strict=True):
             if count is None:
                 await self.transcript(transcript, lines)
@@ -191,12 +192,15 @@ class Importer:
     ) -> None:
         """Import one file (and its metadata sidecar); a key the store refuses skips the file.
 
+        So does a transcript whose data key ``forget`` destroyed: it takes no more entries.
         ``lines`` are the file's entries if they were read already, each with its source.
         """
         try:
             await self._import(transcript, self._lines(transcript) if lines is None else lines)
         except InvalidKeyError as exc:
             self._error(f"{transcript.path}: cannot be stored under its key: {exc}")
+        except KeyDestroyedError as exc:
+            self._error(f"{transcript.path}: refused: {exc}")
 
     def _lines(self, transcript: Transcript) -> Iterator[tuple[SessionStoreEntry, str]]:
         """The file's entries and its sidecar's, each with its source; bad lines reported."""
