@@ -251,20 +251,21 @@ async def test_forget_makes_the_tenant_unreadable_and_says_why(
 async def test_forgotten_transcript_refuses_appends_new_sessions_start_afresh(
     mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
 ) -> None:
-    """Appending to a forgotten transcript fails, counts untouched; a new session works."""
+    """A new session works; appending to a forgotten transcript fails, counts untouched."""
     async with encrypted(mongo_url, database) as store:
         await store.append(KEY, entries("old"))
         await store.forget(PROJECT)
-        with pytest.raises(KeyDestroyedError):
+        fresh_key: SessionKey = {"project_key": PROJECT, "session_id": "s2"}
+        await store.append(fresh_key, entries("new"))  # the project's key again
+        assert await store.load(fresh_key) == entries("new")
+        with pytest.raises(KeyDestroyedError):  # sealed under the new key, refused once reserved
             await store.append(KEY, entries("more"))
         session = await live_client[database][DEFAULT_COLLECTION_PREFIX + "sessions"].find_one(
             {**KEY, "subpath": ""}
         )
         assert session is not None
-        assert (session["count"], session["settled"]) == (3, session["seq"])  # fenced, settled
-        fresh_key: SessionKey = {"project_key": PROJECT, "session_id": "s2"}
-        await store.append(fresh_key, entries("new"))
-        assert await store.load(fresh_key) == entries("new")
+        # Its 3 new numbers fenced and settled: nothing counted, nothing waits for the lease.
+        assert (session["count"], session["seq"], session["settled"]) == (3, 6, 6)
         assert [s["session_id"] for s in await store.list_sessions(PROJECT)] == ["s2"]
         await store.delete(KEY)  # deleting the ciphertext lets the session id start again
         await store.append(KEY, entries("again"))
