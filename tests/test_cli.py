@@ -158,7 +158,10 @@ def test_import_projects_root_uses_directory_names_as_project_keys(cli: LiveCli)
 
 @pytest.mark.live
 def test_import_twice_skips_everything_the_second_time(imported: LiveCli) -> None:
-    """A second import stores nothing (entries without uuid included) and says so."""
+    """A second import stores nothing (entries without uuid included) and says so.
+
+    It writes nothing either: the sessions keep their files' times as their last write.
+    """
     before = imported.store(lambda s: s.load({"project_key": PROJECT, "session_id": MAIN}))
     result = imported("import", str(PROJECT_DIR))
     assert result.exit_code == 0, result.output
@@ -167,6 +170,26 @@ def test_import_twice_skips_everything_the_second_time(imported: LiveCli) -> Non
     assert imported.sizes() == ALL_IMPORTED
     after = imported.store(lambda s: s.load({"project_key": PROJECT, "session_id": MAIN}))
     assert after == before
+    rows = json.loads(imported("list", "--json").stdout)
+    assert [(row["session_id"], row["mtime"]) for row in rows] == [
+        (MAIN, int(MAIN_USED.timestamp() * 1000)),
+        (SECOND, int(SECOND_USED.timestamp() * 1000)),
+    ]
+
+
+@pytest.mark.live
+def test_import_twice_keeps_entries_with_an_empty_uuid_once(cli: LiveCli, tmp_path: Path) -> None:
+    """``uuid: ""`` is no uuid, to the importer as to the store: a second import adds none."""
+    project = tmp_path / PROJECT
+    project.mkdir()
+    lines = ['{"type":"user","uuid":""}', '{"type":"user","uuid":""}', '{"type":"user","uuid":"a"}']
+    (project / "s.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert cli("import", str(project)).exit_code == 0
+    again = cli("import", str(project))
+    assert again.exit_code == 0, again.output
+    counts = summary(again.stdout)
+    assert (counts["entries stored"], counts["skipped duplicates"]) == (0, 3)
+    assert cli.store(lambda s: s.size({"project_key": PROJECT, "session_id": "s"})) == 3
 
 
 @pytest.mark.live

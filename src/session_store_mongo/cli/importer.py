@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 
 from session_store_protocol.errors import InvalidEntryError, InvalidKeyError, KeyDestroyedError
 from session_store_protocol.types import SessionKey, SessionStoreEntry, key_parts
+from session_store_protocol.validation import entry_uuid
 
 from ..store import MongoSessionStore, NewTranscript
 from .layout import LayoutError, Transcript, read_entries, read_metadata
@@ -111,17 +112,22 @@ class Importer:
             return offered
         return len(batch)
 
-    async def _stored_without_uuid(self, key: SessionKey) -> Counter[str]:
-        """The entries without ``uuid`` already under ``key``, as canonical JSON, counted.
+    async def _stored(self, key: SessionKey) -> _Stored:
+        """What ``key`` holds already: its uuids, and its entries without one, counted.
 
-        The store appends such entries on every call (the contract has no other identity for
-        them), so a re-import must skip the ones already there itself.
+        The store appends entries without uuid on every call (the contract has no other
+        identity for them), so a re-import must skip the ones already there itself. Entries
+        with a stored uuid the store would skip; the importer does not send them at all, so
+        a run that adds nothing writes nothing (the transcript's last write stays as it was).
         """
-        counts: Counter[str] = Counter()
-        async for item in self._store.iter_entries(key):  # in bounded memory, however long
-            if item.entry.get("uuid") is None:
-                counts[_canonical(item.entry)] += 1
-        return counts
+        stored = _Stored()
+        async for item in self._store.iter_entries(key):  # one pass, however long
+            uuid = entry_uuid(item.entry)
+            if uuid is None:
+                stored.without_uuid[_canonical(item.entry)] += 1
+            else:
+                stored.uuids.add(uuid)
+        return stored
 
     async def transcripts(self, transcripts: Iterable[Transcript], *, jobs: int) -> None:
         """Import files, up to ``jobs`` at a time; the files of one transcript in order.
@@ -224,17 +230,21 @@ class Importer:
     async def _import(
         self, transcript: Transcript, lines: Iterable[tuple[SessionStoreEntry, str]]
     ) -> None:
-        """Import one file; the store's count before and after tells duplicates apart."""
+        """Import one file; entries the transcript holds already are counted, not sent.
+
+        The store's count before and after tells what was stored; another writer's entries
+        landing meanwhile cannot make it more than was sent.
+        """
         before = await self._store.size(transcript.key)
-        already = await self._stored_without_uuid(transcript.key) if before else Counter[str]()
-        offered = 0
+        already = await self._stored(transcript.key) if before else _Stored()
+        offered = sent = 0
         batch: list[SessionStoreEntry] = []
         sources: list[str] = []
         for entry, source in lines:
-            if entry.get("uuid") is None and already[_canonical(entry)] > 0:
-                already[_canonical(entry)] -= 1
+            if already.holds(entry):
                 offered += 1
                 continue
+            sent += 1
             batch.append(entry)
             sources.append(source)
             if len(batch) >= self._batch_size:
@@ -242,7 +252,7 @@ class Importer:
                 batch, sources = [], []
         if batch:
             offered += await self._append(transcript, batch, sources)
-        stored = await self._store.size(transcript.key) - before
+        stored = min(await self._store.size(transcript.key) - before, sent)
         mtime = _mtime(transcript)
         if not before and stored and mtime is not None:
             await self._store.set_mtime(transcript.key, mtime)  # created here: as append_new
@@ -274,6 +284,25 @@ def _mtime(transcript: Transcript) -> datetime | None:
         return datetime.fromtimestamp(transcript.path.stat().st_mtime, timezone.utc)
     except OSError:
         return None
+
+
+@dataclass
+class _Stored:
+    """The entries a transcript holds: uuids, and canonical entries without one, counted."""
+
+    uuids: set[str] = field(default_factory=set)
+    without_uuid: Counter[str] = field(default_factory=Counter)
+
+    def holds(self, entry: SessionStoreEntry) -> bool:
+        """Whether ``entry`` is stored already (an entry without uuid: once per copy held)."""
+        uuid = entry_uuid(entry)
+        if uuid is not None:
+            return uuid in self.uuids
+        canonical = _canonical(entry)
+        if self.without_uuid[canonical] > 0:
+            self.without_uuid[canonical] -= 1
+            return True
+        return False
 
 
 def _canonical(entry: SessionStoreEntry) -> str:
