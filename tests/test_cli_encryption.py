@@ -172,6 +172,34 @@ def test_import_of_a_new_session_of_a_forgotten_project_starts_afresh(
 
 
 @pytest.mark.live
+def test_forget_names_the_sessions_stored_in_clear_and_leaves_them_readable(
+    mongo_url: str, tmp_path: Path
+) -> None:
+    """A session imported without the config is not counted as unreadable, and is named."""
+    cli = LiveCli(mongo_url)
+    try:
+        config = encryption_config(cli, tmp_path / "encryption.json", local=MASTER_KEY)
+        option = ["--encryption-config", str(config)]
+        clear = cli("import", str(PROJECT_DIR / f"{SECOND}.jsonl"))
+        assert clear.exit_code == 0, clear.output
+        assert cli(*option, "import", str(PROJECT_DIR)).exit_code == 0
+        done = cli(*option, "forget", "--yes")
+        assert done.exit_code == 0, done.output
+        assert "destroyed 1 data key(s)" in done.stdout
+        assert "2 transcripts are unreadable for good" in done.stdout
+        assert (
+            f"1 transcripts of {PROJECT} were stored without encryption and stay readable: "
+            f"delete them with `session-store-mongo delete SESSION` (sessions {SECOND})"
+        ) in done.stdout
+        assert cli("show", SECOND).exit_code == 0
+        listed = json.loads(cli(*option, "list", "--json").stdout)
+        assert [session["session_id"] for session in listed] == [SECOND]
+        assert "destroyed by forget" in cli(*option, "show", MAIN).stderr
+    finally:
+        cli.drop()
+
+
+@pytest.mark.live
 def test_rotate_keys_moves_data_keys_to_the_new_master_key(
     encrypted: tuple[LiveCli, list[str]], tmp_path: Path
 ) -> None:

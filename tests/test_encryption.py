@@ -248,6 +248,32 @@ async def test_forget_makes_the_tenant_unreadable_and_says_why(
 
 
 @pytest.mark.live
+async def test_forget_leaves_transcripts_stored_in_clear_readable_and_says_which(
+    mongo_url: str, database: str
+) -> None:
+    """Clear transcripts of a forgotten project are neither counted nor marked, but returned."""
+    clear: SessionKey = {"project_key": PROJECT, "session_id": "s2"}
+    clear_sub: SessionKey = {**clear, "subpath": "subagents/agent-2"}
+    async with MongoSessionStore(url=mongo_url, database=database) as plain:
+        await plain.append(clear, entries("clear"))
+        await plain.append(clear_sub, entries("clear-sub"))
+        async with encrypted(mongo_url, database) as store:
+            await store.append(KEY, entries("main"))
+            await store.append(SUB, entries("sub"))
+            done = await store.forget(PROJECT)
+            assert (done.keys, done.transcripts) == (1, 2)
+            assert sorted(done.stored_in_clear, key=lambda k: k.get("subpath", "")) == [
+                clear,
+                clear_sub,
+            ]
+            assert [s["session_id"] for s in await store.list_sessions(PROJECT)] == ["s2"]
+            assert await store.list_subkeys(clear) == ["subagents/agent-2"]
+            assert (await store.stats()).forgotten == 1
+        assert await plain.load(clear) == entries("clear")
+        assert await plain.load(clear_sub) == entries("clear-sub")
+
+
+@pytest.mark.live
 async def test_forgotten_transcript_refuses_appends_new_sessions_start_afresh(
     mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
 ) -> None:

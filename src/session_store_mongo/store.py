@@ -67,7 +67,7 @@ from .follow import DEFAULT_RECONNECT_TIMEOUT, Follower, Position
 from .layout import DEFAULT_COLLECTION_PREFIX, Collections, key_fields
 from .ownership import check_owned
 from .reader import StoredEntry, iter_stored, read_entries
-from .sealer import Sealer, key_destroyed
+from .sealer import SEALED, Sealer, key_destroyed
 from .session_totals import SessionTotals, StoreStats, idle_sessions, prune, store_stats
 from .summary import DEFAULT_LEASE_MS, Summaries, may_hold_entries
 
@@ -140,6 +140,10 @@ class Forgotten:
     forgotten_at: datetime | None = None
     """With no key destroyed: when an earlier ``forget`` made the project unreadable (its
     latest), or ``None`` if nothing of it was ever forgotten."""
+    stored_in_clear: tuple[SessionKey, ...] = ()
+    """Transcripts of the project a store without encryption settings wrote: no key reaches
+    them, so they stay readable and listed, and are not counted in ``transcripts``; ``delete``
+    removes them."""
 
 
 _VISIBLE = {"forgotten": {"$exists": False}}
@@ -771,10 +775,14 @@ class MongoSessionStore:
         key. A process that fetched the key before may still use it for
         ``EncryptionSettings.key_cache_ms``.
 
+        Transcripts of the project stored in clear (by a store without encryption settings)
+        hold nothing the key reaches: they stay readable and listed, are not marked, and come
+        back in ``stored_in_clear`` for the caller to ``delete``.
+
         Returns:
-            How many keys were destroyed and transcripts made unreadable (no key: nothing of
-            the project was encrypted, or it was forgotten before, at ``forgotten_at``; nothing
-            is changed).
+            How many keys were destroyed and transcripts made unreadable, and which stay
+            readable (no key: nothing of the project was encrypted, or it was forgotten before,
+            at ``forgotten_at``; nothing is changed).
 
         Raises:
             InvalidStoreOptionsError: The store is not encrypted.
@@ -792,12 +800,46 @@ class MongoSessionStore:
                 )
                 when = None if earlier is None else earlier["forgotten"]
                 return Forgotten(project, keys=0, transcripts=0, forgotten_at=when)
-            # Mark first: from now on no process appends to these transcripts.
+            clear = await self._stored_in_clear(project)
+            # Mark first: from now on no process appends to these transcripts. Clear ones are
+            # left alone: destroying the key does not make them unreadable.
+            spared = {"$nor": [key_fields(key) for key in clear]} if clear else {}
             marked = await self._collections.sessions.update_many(
-                {"project_key": project, **_VISIBLE}, {"$currentDate": {"forgotten": True}}
+                {"project_key": project, **_VISIBLE, **spared},
+                {"$currentDate": {"forgotten": True}},
             )
             destroyed = await sealer.keyring.destroy(key_ids)
-        return Forgotten(project, keys=destroyed, transcripts=int(marked.modified_count))
+        return Forgotten(
+            project,
+            keys=destroyed,
+            transcripts=int(marked.modified_count),
+            stored_in_clear=tuple(clear),
+        )
+
+    async def _stored_in_clear(self, project: str) -> list[SessionKey]:
+        """The project's transcripts that hold entries and no ciphertext at all.
+
+        A store without encryption settings writes them (an operator who left out the
+        encryption config). One indexed read per transcript: a sealed transcript's first entry
+        document is sealed; only a clear transcript is read through.
+        """
+        clear: list[SessionKey] = []
+        cursor = self._collections.sessions.find(
+            {"project_key": project, **_VISIBLE},
+            {"_id": 0, "session_id": 1, "subpath": 1, "summary_sealed": 1, **_POSITIONS},
+        )
+        async for doc in cursor:
+            if "summary_sealed" in doc or not may_hold_entries(doc):
+                continue
+            key: SessionKey = {"project_key": project, "session_id": doc["session_id"]}
+            if doc["subpath"] != MAIN_SUBPATH:
+                key["subpath"] = doc["subpath"]
+            sealed = await self._collections.entries.find_one(
+                {**key_fields(key), SEALED: {"$exists": True}}, {"_id": 1}
+            )
+            if sealed is None:
+                clear.append(key)
+        return clear
 
     async def rotate_keys(self, project_key: str | None = None) -> int:
         """Rewrap this store's data keys (or one project's) under the configured master key.

@@ -616,6 +616,13 @@ def forget_project(
         f"destroyed {done.keys} data key(s) of project {project_key}: "
         f"{done.transcripts} transcripts are unreadable for good"
     )
+    if done.stored_in_clear:
+        sessions = ", ".join(dict.fromkeys(key["session_id"] for key in done.stored_in_clear))
+        settings.print_line(
+            f"{len(done.stored_in_clear)} transcripts of {project_key} were stored without "
+            "encryption and stay readable: delete them with `session-store-mongo delete "
+            f"SESSION` (sessions {sessions})"
+        )
 
 
 @app.command("rotate-keys")
