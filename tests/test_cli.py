@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import unicodedata
 import warnings
 from collections.abc import Iterator
@@ -288,6 +290,88 @@ def test_import_error_lines_are_not_wrapped(cli: LiveCli, tmp_path: Path) -> Non
     assert result.exit_code == 1
     [line] = [line for line in result.stderr.splitlines() if "broken.jsonl" in line]
     assert line.startswith(f"{transcript}:1: bad JSON")
+
+
+def _tree_to_interrupt(project: Path) -> dict[str, list[Any]]:
+    """Five small transcripts and one of 300 entries over 1 MB; some entries lack a uuid.
+
+    The big one goes through ``append`` (the small ones through ``append_new``): with
+    ``--batch-size 1`` it takes seconds, long enough to be interrupted half-way.
+    """
+    project.mkdir()
+    transcripts: dict[str, list[Any]] = {}
+    for number in range(5):
+        transcripts[f"small-{number:02d}"] = [
+            {"type": "user", "uuid": f"small-{number}-{line}", "message": {"content": "hi"}}
+            for line in range(4)
+        ] + [{"type": "system", "content": f"no uuid {number}"}]
+    transcripts["big"] = [
+        {"type": "user", "pad": "x" * 3600, **({"uuid": f"big-{line}"} if line % 10 else {})}
+        for line in range(300)
+    ]
+    for session, entries in transcripts.items():
+        with (project / f"{session}.jsonl").open("w", encoding="utf-8") as file:
+            file.writelines(json.dumps(entry) + "\n" for entry in entries)
+    return transcripts
+
+
+@pytest.mark.live
+def test_ctrl_c_during_import_says_how_far_it_got_and_a_rerun_resumes(
+    cli: LiveCli, tmp_path: Path
+) -> None:
+    """SIGINT while storing: one line (files done, entries stored, rerun resumes), exit 130.
+
+    Importing again then stores the rest: every entry once, in its file's order.
+    """
+    transcripts = _tree_to_interrupt(tmp_path / PROJECT)
+    entries = sum(len(lines) for lines in transcripts.values())
+    big: SessionKey = {"project_key": PROJECT, "session_id": "big"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "session_store_mongo.cli", *cli.global_options(),
+         "import", "--batch-size", "1", "--jobs", "2", str(tmp_path / PROJECT)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**{k: v for k, v in os.environ.items() if k != "MONGO_URL"}, "COLUMNS": "200"},
+    )  # fmt: skip
+    try:
+        # Ten appends into the big transcript: the group of small ones (three commands,
+        # sent alongside the first of them) is done by then.
+        for _ in range(1200):  # a bound on the wait, not a timing
+            if cli.store(lambda s: s.size(big)) >= 10 or process.poll() is not None:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert out == ""
+    [line] = err.splitlines()
+    done = re.fullmatch(
+        r"error: import interrupted after (\d+) of 6 files \((\d+) entries stored from them, "
+        r"files in progress in part\): run it again to resume \(what was stored is kept and is "
+        r"not stored twice\)",
+        line,
+    )
+    assert done is not None, line
+    stored = cli.store(lambda s: s.stats()).entries
+    in_big = cli.store(lambda s: s.size(big))
+    assert 10 <= in_big < len(transcripts["big"])  # interrupted half-way through the big file
+    assert (int(done[1]), int(done[2])) == (5, stored - in_big) == (5, 5 * 5)
+
+    again = cli("import", str(tmp_path / PROJECT))
+    assert again.exit_code == 0, again.output
+    counts = summary(again.stdout)
+    assert (counts["entries stored"], counts["skipped duplicates"]) == (entries - stored, stored)
+
+    async def load_all(store: MongoSessionStore) -> dict[str, Any]:
+        return {
+            session: await store.load({"project_key": PROJECT, "session_id": session})
+            for session in transcripts
+        }
+
+    assert cli.store(load_all) == transcripts
 
 
 def test_import_missing_path_is_a_usage_error(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ from .layout import ExportFile, ExportStaging, LayoutError, Transcript, find_tra
 from .literal import literal, literal_json, visible
 from .render import (
     import_summary,
+    interrupted_import,
     kinds_tables,
     local_time,
     migration_summary,
@@ -69,7 +70,6 @@ from .render import (
 )
 from .settings import (
     EXIT_FAILURE,
-    EXIT_INTERRUPTED,
     EXIT_USAGE,
     Settings,
     parse_duration,
@@ -216,8 +216,10 @@ def import_transcripts(
     except LayoutError as exc:
         settings.fail(str(exc), EXIT_USAGE)
     total = sum(t.path.stat().st_size for t in transcripts)
+    importer: Importer | None = None
 
     async def run(store: MongoSessionStore) -> ImportReport:
+        nonlocal importer
         progress = Progress(
             TextColumn("importing"),
             BarColumn(),
@@ -246,7 +248,13 @@ def import_transcripts(
             await importer.transcripts(transcripts, jobs=jobs)
         return importer.report
 
-    report = settings.run(run, writes=True)
+    report = settings.run(
+        run,
+        writes=True,
+        interrupted=lambda: interrupted_import(
+            importer.report if importer else ImportReport(), len(transcripts)
+        ),
+    )
     hidden = len(report.errors) - _MAX_ERRORS_SHOWN
     if hidden > 0:
         settings.err.print(Text(f"… and {hidden} more errors", style="red"), soft_wrap=True)
@@ -730,16 +738,16 @@ def migrate_predecessor(
             if not own:
                 await source_connection.aclose()
 
-    try:
-        report = settings.run(run, writes=not dry_run)
-    except KeyboardInterrupt:  # Ctrl-C: say what state it leaves, then the usual 130
-        settings.print_error(
+    report = settings.run(
+        run,
+        writes=not dry_run,
+        interrupted=lambda: (
             "migrate dry run interrupted: nothing was written"
             if dry_run
             else "migrate interrupted: run it again to resume (what was copied is kept and is "
             "not copied twice)"
-        )
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        ),
+    )
     for problem in report.problems[:_MAX_ERRORS_SHOWN]:
         blocking = problem.kind in ("malformed", "diverged", "mismatch")
         line = f"{problem.kind}: _id {problem.document}: {problem.detail}"

@@ -6,16 +6,17 @@ Usage::
 
     importer = Importer(store, batch_size=500, on_progress=advance, on_error=print)
     await importer.transcripts(find_transcripts(path), jobs=8)   # 8 transcripts at a time
-    importer.report          # sessions, transcripts, entries stored, duplicates skipped, errors,
-                             # and files that stored nothing
+    importer.report          # files done, sessions, transcripts, entries stored, duplicates
+                             # skipped, errors, and files that stored nothing
 
 A malformed line is reported as ``file:line`` and skipped; the rest of the file goes on. A
 subagent's ``.meta.json`` sidecar is appended after its lines as the SDK's import does
 (``{**sidecar, "type": "agent_metadata"}``). Importing the same files again stores nothing twice:
 the store skips entries whose ``uuid`` it holds, and the importer skips entries without ``uuid``
-that the transcript already holds. A transcript the import creates keeps its file's modification
-time as its last write, so listings order imported sessions by when they were last used, as
-Claude Code's own picker does; one that existed keeps the store's.
+that the transcript already holds; so an import stopped half-way (Ctrl-C) resumes when run
+again. A transcript the import creates keeps its file's modification time as its last write, so
+listings order imported sessions by when they were last used, as Claude Code's own picker does;
+one that existed keeps the store's.
 
 Several transcripts are imported at once: an append waits on the server for most of its time,
 so one process keeps the server busy only with several appends in flight. The files of one
@@ -48,6 +49,8 @@ DEFAULT_GROUP_BYTES = 1 << 20
 class ImportReport:
     """What an import did, for the summary table."""
 
+    files: int = 0
+    """Files done: stored, held already, or refused (a file in progress is not counted)."""
     sessions: set[tuple[str, str]] = field(default_factory=set)
     """Sessions with at least one entry from the files now in the store."""
     transcripts: int = 0
@@ -55,6 +58,7 @@ class ImportReport:
     nothing_stored: int = 0
     """Files none of whose lines is in the store: empty, or every line refused."""
     stored: int = 0
+    """Entries the files done stored (a file in progress may have stored some too)."""
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -204,9 +208,14 @@ class Importer:
         try:
             await self._import(transcript, self._lines(transcript) if lines is None else lines)
         except InvalidKeyError as exc:
-            self._error(f"{transcript.path}: cannot be stored under its key: {exc}")
+            self._refused(f"{transcript.path}: cannot be stored under its key: {exc}")
         except KeyDestroyedError as exc:
-            self._error(f"{transcript.path}: refused: {exc}")
+            self._refused(f"{transcript.path}: refused: {exc}")
+
+    def _refused(self, message: str) -> None:
+        """Report a file the store refuses whole: it is done, with nothing counted."""
+        self.report.files += 1
+        self._error(message)
 
     def _lines(self, transcript: Transcript) -> Iterator[tuple[SessionStoreEntry, str]]:
         """The file's entries and its sidecar's, each with its source; bad lines reported."""
@@ -260,6 +269,7 @@ class Importer:
 
     def _count(self, transcript: Transcript, *, offered: int, stored: int) -> None:
         """Add one file to the report: ``offered`` entries accepted, ``stored`` of them new."""
+        self.report.files += 1
         self.report.stored += stored
         if not offered:
             self.report.nothing_stored += 1

@@ -32,6 +32,7 @@ from .literal import literal
 __all__ = [
     "human_bytes",
     "import_summary",
+    "interrupted_import",
     "kinds_tables",
     "local_time",
     "migration_summary",
@@ -117,6 +118,15 @@ def import_summary(report: ImportReport) -> Table:
     _row(table, "skipped duplicates", str(report.skipped))
     _row(table, "errors", str(len(report.errors)), style="red" if report.errors else None)
     return table
+
+
+def interrupted_import(report: ImportReport, files: int) -> str:
+    """The line an import stopped by Ctrl-C prints: how far it got out of ``files``."""
+    return (
+        f"import interrupted after {report.files} of {files} files ({report.stored} entries "
+        "stored from them, files in progress in part): run it again to resume (what was stored "
+        "is kept and is not stored twice)"
+    )
 
 
 def migration_summary(report: MigrationReport) -> Table:

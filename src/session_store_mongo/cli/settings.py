@@ -11,7 +11,9 @@ Usage::
 ``asyncio.run``, hands it to the command's coroutine, and closes it. Every error ends as one
 line on stderr: exit 1 for store and connection failures, exit 2 for usage errors; passwords
 are scrubbed and the text is shown literally (``literal``). An operation the server refuses to
-the user (a read-only user's write) is told as the command's, not the library call's.
+the user (a read-only user's write) is told as the command's, not the library call's. Ctrl-C in
+a command that says what it leaves behind (``run(..., interrupted=...)``) prints that on one
+line and exits 130.
 """
 
 from __future__ import annotations
@@ -185,6 +187,7 @@ class Settings:
         operation: Callable[[MongoSessionStore], Awaitable[T]],
         *,
         writes: bool = False,
+        interrupted: Callable[[], str] | None = None,
     ) -> T:
         """Run ``operation`` on one store opened from the global options, then close it.
 
@@ -192,6 +195,9 @@ class Settings:
             operation: The command's work, given the open store.
             writes: The command writes, so it creates missing indexes first, unless
                 ``--no-create-indexes``. Reading never creates indexes (a read-only user can).
+            interrupted: On Ctrl-C, called for the one line to print on stderr (what the
+                command leaves behind, and how to go on) before exit 130. ``None``: Ctrl-C
+                propagates as ``KeyboardInterrupt``, for a command whose normal end it is.
         """
         if not self.url:
             self.fail("no MongoDB URL: pass --url or set MONGO_URL", EXIT_USAGE)
@@ -219,6 +225,10 @@ class Settings:
         library_log.addHandler(warning_lines)
         try:
             return asyncio.run(run())
+        except KeyboardInterrupt:
+            if interrupted is None:
+                raise
+            self.fail(interrupted(), EXIT_INTERRUPTED)
         except (InvalidStoreOptionsError, InvalidKeyError) as exc:
             self.fail(str(exc), EXIT_USAGE)  # the options or arguments given: a usage error
         except StoreAuthorizationError as exc:
