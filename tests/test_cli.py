@@ -269,6 +269,7 @@ def test_malformed_lines_are_reported_and_the_good_ones_stored(
     assert result.exit_code == 1, result.output
     for line in (2, 3, 4, 6, 7):
         assert f"{transcript}:{line}:" in result.stderr
+    assert f"{transcript}:3: not a JSON object (array)" in result.stderr
     assert f"{transcript}:1" not in result.stderr
     assert f"{transcript}:8" not in result.stderr
     assert "Traceback" not in result.output
@@ -556,6 +557,17 @@ def test_show_renders_messages_tool_calls_and_results(imported: LiveCli) -> None
     assert "← The file has been updated." in out
     assert "← export function LoginForm()" in out
     assert out.count("export function LoginForm") < 8  # the 8-fold tool result was cut
+
+
+@pytest.mark.live
+def test_show_prints_a_message_without_content_as_json(cli: LiveCli) -> None:
+    """A message with no content to read prints as compact JSON, never a Python type name."""
+    key: SessionKey = {"project_key": PROJECT, "session_id": "odd"}
+    entry = {"type": "user", "uuid": "h4", "message": {"$where": "1", "x.y": 2}}
+    cli.store(lambda s: s.append(key, [entry]))
+    result = cli("show", "odd")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == ["user", '{"message":', '{"$where":', '"1",', '"x.y":', "2}}"]
 
 
 @pytest.mark.live

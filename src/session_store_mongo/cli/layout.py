@@ -251,10 +251,21 @@ class Line:
     error: str | None = None
 
 
+def _json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words (the user wrote JSON, not Python)."""
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    return "null" if value is None else "number"
+
+
 def _problem(value: Any) -> str | None:
     """Why a parsed line cannot be stored, or ``None`` (the store's own validation rules)."""
     if not isinstance(value, dict):
-        return f"not a JSON object ({type(value).__name__})"
+        return f"not a JSON object ({_json_kind(value)})"
     if not isinstance(value.get("type"), str):
         return "no string 'type' field"
     if value.get("uuid") is not None and not isinstance(value["uuid"], str):

@@ -221,6 +221,11 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def _as_json(value: Any) -> str:
+    """A value of no shape the renderer knows, as compact JSON: never a Python repr."""
+    return _shorten(json.dumps(value, ensure_ascii=False))
+
+
 def _argument_summary(arguments: Any) -> str:
     if isinstance(arguments, dict):
         parts = (
@@ -231,46 +236,47 @@ def _argument_summary(arguments: Any) -> str:
     return _shorten(_as_text(arguments))
 
 
-def _result_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            block.get("text", f"[{block.get('type')}]") if isinstance(block, dict) else str(block)
-            for block in content
-        )
-    return _as_text(content)
-
-
 def _content_lines(content: Any) -> Iterator[str]:
-    """Readable lines of a message's content: text, tool calls and shortened tool results."""
+    """Readable lines of a message's content (or a tool result's): text, or one per block."""
     if isinstance(content, str):
         yield content
         return
     for block in content if isinstance(content, list) else [content]:
-        kind = block.get("type") if isinstance(block, dict) else None
-        if kind == "text":
-            yield str(block.get("text", ""))
-        elif kind == "tool_use":
-            yield f"→ {block.get('name')}({_argument_summary(block.get('input'))})"
-        elif kind == "tool_result":
-            yield f"← {_shorten(_result_text(block.get('content')))}"
-        elif kind == "thinking":
-            yield f"(thinking) {_shorten(str(block.get('thinking', '')))}"
-        else:
-            yield f"[{kind or type(block).__name__}]"
+        yield _block_line(block)
+
+
+def _block_line(block: Any) -> str:
+    """A content block: its text, a tool call, a shortened tool result, thinking or ``[type]``.
+
+    A block of any other shape (not an object, no string ``type``, a field of the wrong type,
+    a list in a list) is shown as compact JSON.
+    """
+    kind = block.get("type") if isinstance(block, dict) else None
+    if kind == "text" and isinstance(block.get("text"), str):
+        return str(block["text"])
+    if kind == "tool_use" and isinstance(block.get("name"), str):
+        return f"→ {block['name']}({_argument_summary(block.get('input'))})"
+    if kind == "tool_result":
+        return f"← {_shorten(' '.join(_content_lines(block.get('content'))))}"
+    if kind == "thinking" and isinstance(block.get("thinking"), str):
+        return f"(thinking) {_shorten(block['thinking'])}"
+    if isinstance(kind, str) and kind not in ("text", "tool_use", "thinking"):
+        return f"[{kind}]"  # an image, a document...: named, not shown
+    return _as_json(block)
 
 
 def _entry_row(entry: SessionStoreEntry, label: str | None) -> tuple[Text, Text]:
     kind = entry.get("type", "?")
     message: Any = entry.get("message")
-    if kind in ("user", "assistant") and isinstance(message, dict):
-        role = str(message.get("role", kind))
-        body = "\n".join(_content_lines(message.get("content")))
-    else:
+    content = message.get("content") if isinstance(message, dict) else None
+    if kind in ("user", "assistant") and isinstance(content, (str, list, dict)):
+        role = _as_text(message.get("role", kind))
+        body = "\n".join(_content_lines(content))
+    else:  # not a message, or one without content to read: its fields as JSON
         role = kind
-        rest = {name: value for name, value in entry.items() if name not in _METADATA_FIELDS}
-        body = _shorten(json.dumps(rest, ensure_ascii=False))
+        body = _as_json(
+            {name: value for name, value in entry.items() if name not in _METADATA_FIELDS}
+        )
     shown_role = literal(_shorten(role, _ROLE_CHARS), style=_ROLE_STYLES.get(role, "dim"))
     if label is not None:
         shown_role = literal(label, style=_LABEL_STYLE) + " " + shown_role
