@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pty
+import re
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from tests.support import FIXTURES, unique_name
 
 __all__ = [
     "FIXTURE_FILES",
+    "LIBRARY_CALLS",
     "MAIN",
     "METADATA",
     "NO_SERVER_URL",
@@ -53,6 +55,11 @@ SUBPATH = "subagents/agent-a1b2c3d"
 SUBAGENT_FILE = PROJECT_DIR / MAIN / "subagents" / "agent-a1b2c3d.jsonl"
 METADATA = PROJECT_DIR / MAIN / "subagents" / "agent-a1b2c3d.meta.json"
 FIXTURE_FILES = sorted(p.relative_to(PROJECTS) for p in PROJECTS.rglob("*") if p.is_file())
+LIBRARY_CALLS = re.compile(
+    r"\b(append|append_new|connect|ensure_indexes|iter_entries|list_session_summaries|"
+    r"list_sessions|list_subkeys|prune_inactive|rotate_keys|set_mtime)\b"
+)
+"""The store's calls an error line must not name: the operator ran a command, not these."""
 NO_SERVER_URL = "mongodb://user:hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=500"
 """A URL nothing answers at, quickly, with a password that must never be printed."""
 

@@ -26,6 +26,7 @@ from session_store_mongo.cli.layout import compute_project_key
 from session_store_protocol import SessionKey
 from tests.cli_support import (
     FIXTURE_FILES,
+    LIBRARY_CALLS,
     MAIN,
     METADATA,
     NO_SERVER_URL,
@@ -837,14 +838,25 @@ def test_command_help_shows_the_global_options(command: str) -> None:
 # -- errors ------------------------------------------------------------------------------------
 
 
-def test_no_server_fails_naming_the_host_never_the_password() -> None:
-    """An unreachable server is exit 1, one line naming the host, without the password."""
-    result = invoke("--url", NO_SERVER_URL, "--project", PROJECT, "list")
+@pytest.mark.parametrize(
+    "args", [["list"], ["show", MAIN], ["import", str(PROJECT_DIR)]], ids=lambda a: a[0]
+)
+def test_no_server_fails_naming_the_command_and_host_never_the_password(
+    args: list[str],
+) -> None:
+    """An unreachable server is exit 1, one line naming the command run, the host and the cause.
+
+    Never the library call that failed inside the command, nor the password or the URL.
+    """
+    result = invoke("--url", NO_SERVER_URL, "--project", PROJECT, *args)
     assert result.exit_code == 1
-    assert "127.0.0.1:1" in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {args[0]}: failed on 127.0.0.1:1: "), line
+    assert "ServerSelectionTimeoutError" in line
+    assert not LIBRARY_CALLS.search(line), line
     assert "hunter2" not in result.output
+    assert "mongodb://" not in result.output
     assert "Traceback" not in result.output
-    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_no_url_is_a_usage_error() -> None:

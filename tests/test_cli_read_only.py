@@ -22,7 +22,7 @@ from typer.testing import Result
 
 from session_store_mongo import MongoSessionStore
 from session_store_protocol.types import SessionKey
-from tests.cli_support import MAIN, PROJECT, PROJECT_DIR, SECOND, invoke
+from tests.cli_support import LIBRARY_CALLS, MAIN, PROJECT, PROJECT_DIR, SECOND, invoke
 from tests.servers import server_with_users
 from tests.support import MASTER_KEY, predecessor_document
 
@@ -121,9 +121,6 @@ REFUSED_WRITES = [
     # project to write, and stop before).
     *((command, ["--no-create-indexes"]) for command in ("import", "delete", "prune", "migrate")),
 ]
-LIBRARY_CALLS = re.compile(
-    r"\b(append|append_new|connect|ensure_indexes|prune_inactive|rotate_keys|set_mtime)\b"
-)
 
 
 @pytest.mark.parametrize(("command", "indexes"), REFUSED_WRITES)
@@ -152,6 +149,34 @@ def test_reader_cannot_write_and_is_told_which_command(
     assert "mongodb://" not in result.output
     listed = as_user(auth_server, "reader", "list", "--json")
     assert {row["session_id"] for row in json.loads(listed.stdout)} == {MAIN, SECOND}
+
+
+WRONG_PASSWORD = "wrong-PW-3f9a"
+
+
+@pytest.mark.parametrize(
+    "args", [["list"], ["show", MAIN], ["import", str(PROJECT_DIR)]], ids=lambda a: a[0]
+)
+def test_wrong_password_names_the_command_and_host(
+    auth_server: SecantusServer, args: list[str]
+) -> None:
+    """A wrong password: exit 1, one line naming the command run, the host and the cause.
+
+    Never the library call that failed inside the command, nor either password or the URL.
+    """
+    url = url_of(auth_server, "reader").replace(PASSWORD, WRONG_PASSWORD)
+    result = invoke(
+        "--url", url, "--database", DATABASE, "--project", PROJECT, "--timeout", "5", *args
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert re.match(rf"error: {args[0]}: failed on 127\.0\.0\.1:\d+: ", line), line
+    assert "AuthenticationFailed" in line
+    assert "(check the user, password and authSource of the URL)" in line
+    assert not LIBRARY_CALLS.search(line), line
+    assert WRONG_PASSWORD not in result.output
+    assert PASSWORD not in result.output
+    assert "mongodb://" not in result.output
 
 
 def test_reader_lists_a_summary_left_behind_without_writing(auth_server: SecantusServer) -> None:

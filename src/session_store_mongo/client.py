@@ -265,13 +265,14 @@ class Connection:
             yield
         except PyMongoError as exc:
             reason = self.describe(exc)
-            text = f"{operation} on {self.hosts} failed: {reason}"
             if isinstance(exc, OperationFailure) and exc.code == _UNAUTHORIZED:
                 raise StoreAuthorizationError(operation, self.hosts, reason) from None
+            failure: type[StoreUnavailableError] = StoreUnavailableError
             if isinstance(exc, OperationFailure) and exc.code == _AUTHENTICATION_FAILED:
-                text += " (check the user, password and authSource of the URL)"
-                raise StoreAuthenticationError(text) from None
-            raise StoreUnavailableError(text) from None
+                reason += " (check the user, password and authSource of the URL)"
+                failure = StoreAuthenticationError
+            text = f"{operation} on {self.hosts} failed: {reason}"
+            raise failure(text, hosts=self.hosts, reason=reason) from None
         except RuntimeError as exc:
             if not any(message in str(exc) for message in _OTHER_LOOP_MESSAGES):
                 raise

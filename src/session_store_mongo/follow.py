@@ -269,9 +269,14 @@ class Follower:
                             with self._connection.translate_errors("follow"):
                                 raise
                         except StoreUnavailableError as typed:  # or StoreAuthenticationError
-                            raise type(typed)(
-                                f"{typed}; gave up after {waited:.1f}s of trying "
+                            gave_up = (
+                                f"gave up after {waited:.1f}s of trying "
                                 f"(reconnect_timeout={self._reconnect_timeout:g}s)"
+                            )
+                            raise type(typed)(
+                                f"{typed}; {gave_up}",
+                                hosts=typed.hosts,
+                                reason=f"{typed.reason}; {gave_up}",
                             ) from None
                     # One warning per outage (a CLI prints it as a line), then quieter tries.
                     log.log(

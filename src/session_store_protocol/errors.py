@@ -55,7 +55,18 @@ class InvalidStoreOptionsError(SessionStoreError, ValueError):
 
 
 class StoreUnavailableError(SessionStoreError, ConnectionError):
-    """The backend could not be reached or failed an operation; the message names the host."""
+    """The backend could not be reached or failed an operation; the message names the host.
+
+    ``hosts`` and ``reason`` (the server and what went wrong, neither holding a password) are
+    set when the failure came from the server, so that a caller can tell it in its own words.
+    """
+
+    def __init__(
+        self, message: str, *, hosts: str | None = None, reason: str | None = None
+    ) -> None:
+        self.hosts = hosts
+        self.reason = reason
+        super().__init__(message)
 
 
 class ForeignCollectionError(SessionStoreError):
@@ -111,8 +122,9 @@ class StoreAuthorizationError(StoreAuthenticationError):
     server's word for it; none holds a password.
     """
 
+    hosts: str
+    reason: str
+
     def __init__(self, operation: str, hosts: str, reason: str) -> None:
         self.operation = operation
-        self.hosts = hosts
-        self.reason = reason
-        super().__init__(f"{operation} on {hosts} failed: {reason}")
+        super().__init__(f"{operation} on {hosts} failed: {reason}", hosts=hosts, reason=reason)

@@ -9,11 +9,12 @@ Usage::
 ``run`` opens one ``MongoSessionStore`` (one client; encrypted with the settings of
 ``--encryption-config``, a JSON file that keeps key material off the command line) inside
 ``asyncio.run``, hands it to the command's coroutine, and closes it. Every error ends as one
-line on stderr: exit 1 for store and connection failures, exit 2 for usage errors; passwords
-are scrubbed and the text is shown literally (``literal``). An operation the server refuses to
-the user (a read-only user's write) is told as the command's, not the library call's. Ctrl-C in
-a command that says what it leaves behind (``run(..., interrupted=...)``) prints that on one
-line and exits 130.
+line on stderr that names the command (``error: list: ...``): exit 1 for store and connection
+failures, exit 2 for usage errors; passwords are scrubbed and the text is shown literally
+(``literal``). A failure on the server (unreachable, a wrong password, an operation refused to
+the user) is told as the command's, with the host and the cause, never the library call's.
+Ctrl-C in a command that says what it leaves behind (``run(..., interrupted=...)``) prints that
+on one line and exits 130.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from session_store_protocol.errors import (
     InvalidStoreOptionsError,
     SessionStoreError,
     StoreAuthorizationError,
+    StoreUnavailableError,
 )
 from session_store_protocol.types import SessionKey
 
@@ -230,11 +232,12 @@ class Settings:
                 raise
             self.fail(interrupted(), EXIT_INTERRUPTED)
         except (InvalidStoreOptionsError, InvalidKeyError) as exc:
-            self.fail(str(exc), EXIT_USAGE)  # the options or arguments given: a usage error
+            # The options or arguments given: a usage error.
+            self.fail(f"{self.command}: {exc}", EXIT_USAGE)
         except StoreAuthorizationError as exc:
             self.fail(self._not_authorized(exc, writes=writes))
         except (SessionStoreError, PyMongoError, OSError) as exc:
-            self.fail(str(exc) or type(exc).__name__)
+            self.fail(f"{self.command}: {_failure(exc)}")
         finally:
             library_log.removeHandler(warning_lines)
 
@@ -247,6 +250,13 @@ class Settings:
                 "--no-create-indexes)"
             )
         return text
+
+
+def _failure(exc: Exception) -> str:
+    """What failed, in the command's words: the server and the cause, not the library call."""
+    if isinstance(exc, StoreUnavailableError) and exc.hosts and exc.reason:
+        return f"failed on {exc.hosts}: {exc.reason}"
+    return str(exc) or type(exc).__name__
 
 
 class _WarningLines(logging.Handler):
