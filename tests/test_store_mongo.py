@@ -442,8 +442,32 @@ def test_unknown_url_option_is_logged_not_warned(caplog: pytest.LogCaptureFixtur
         store = MongoSessionStore(url="mongodb://app:s3cret-pw@127.0.0.1:1/?notAnOption=1")
     [record] = [r for r in caplog.records if r.name == "session_store_mongo"]
     assert record.levelname == "WARNING"
-    assert record.getMessage().startswith("MongoDB URL for 127.0.0.1:1: Unknown option")
+    assert record.getMessage().startswith(
+        "MongoDB URL for 127.0.0.1:1: Unknown option: notAnOption."
+    )
     assert "s3cret-pw" not in caplog.text
+    asyncio.run(store.close())
+
+
+def test_unknown_url_options_are_named_but_not_a_piece_of_a_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each unknown option is named, except one that may be the rest of a secret cut at an '&'."""
+    url = (
+        "mongodb://127.0.0.1:1/?firstUnknown=1&appname=x"
+        "&tlsCertificateKeyFilePassword=key-pw&rest-of-KEYPW=1&lastUnknown=2"
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        store = MongoSessionStore(url=url)
+    messages = [r.getMessage() for r in caplog.records if r.name == "session_store_mongo"]
+    unknown = [message for message in messages if "Unknown option" in message]
+    assert len(unknown) == 3, messages
+    assert "Unknown option: firstUnknown." in unknown[0]
+    assert "Unknown option." in unknown[1]
+    assert "Unknown option: lastUnknown." in unknown[2]
+    assert "KEYPW" not in caplog.text
+    assert "key-pw" not in caplog.text
     asyncio.run(store.close())
 
 

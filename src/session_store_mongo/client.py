@@ -16,8 +16,8 @@ arguments would override the URL), then ``client_options`` on top, and the drive
 names this library in the server's logs. ``hosts`` is what messages say about the server;
 ``secrets`` are scrubbed from every driver message by their literal value, so a password the
 driver echoes in any form never reaches an error or a log. What the driver would warn about
-the URL (an option it does not know) is logged as a warning on the ``session_store_mongo``
-logger instead.
+the URL (an option it does not know, which it leaves unnamed) is logged as a warning on the
+``session_store_mongo`` logger instead, naming the option.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from session_store_protocol.errors import (
 )
 
 from .driver import pymongo_client
-from .redact import password_of_url, redact_text
+from .redact import is_secret_parameter, password_of_url, redact_text
 
 __all__ = [
     "DEFAULT_CLIENT_OPTIONS",
@@ -68,6 +68,8 @@ DEFAULT_CLIENT_OPTIONS: Mapping[str, Any] = {
 _UNAUTHORIZED = 13
 _AUTHENTICATION_FAILED = 18
 _URL = re.compile(r"mongodb(\+srv)?://", re.IGNORECASE)
+_UNKNOWN_OPTION = "Unknown option."
+"""How the driver's warning about an unknown URL option begins (it leaves the name out)."""
 # How a client used outside its own event loop fails: PyMongo's async client says so; Motor
 # schedules on the loop it first ran in, so it meets that loop closed or a foreign future.
 _OTHER_LOOP_MESSAGES = (
@@ -116,6 +118,31 @@ def _defaults_not_in_url(url: str) -> dict[str, Any]:
     query = urlsplit(url).query
     in_url = {name.lower() for name, _ in parse_qsl(query, keep_blank_values=True)}
     return {k: v for k, v in DEFAULT_CLIENT_OPTIONS.items() if k.lower() not in in_url}
+
+
+def _name_unknown_options(messages: list[str], url: str) -> list[str]:
+    """The driver's warnings about ``url``, each unknown option's named (the driver names none).
+
+    The driver warns of unknown options in the URL's order, one each; the names are matched to
+    the warnings only when they are as many. A name right after a secret parameter is left out:
+    it may be the rest of that secret, cut at an ``&`` the URL did not escape.
+    """
+    from pymongo.common import URI_OPTIONS_VALIDATOR_MAP
+
+    unknown: dict[str, str | None] = {}
+    after_secret = False
+    for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if name.lower() not in URI_OPTIONS_VALIDATOR_MAP and name.lower() not in unknown:
+            unknown[name.lower()] = None if after_secret else name
+        after_secret = is_secret_parameter(name)
+    warned = [i for i, message in enumerate(messages) if message.startswith(_UNKNOWN_OPTION)]
+    named = list(messages)
+    if len(warned) == len(unknown):
+        for index, option in zip(warned, unknown.values(), strict=True):
+            if option is not None:
+                rest = messages[index].removeprefix(_UNKNOWN_OPTION)
+                named[index] = f"Unknown option: {option}.{rest}"
+    return named
 
 
 def _hosts_of_client(client: Any) -> str:
@@ -186,9 +213,9 @@ class Connection:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 client = AsyncMongoClient(url, driver=_driver_info(), **options)
-            for warning in caught:
-                message = redact_text(str(warning.message), secrets)
-                log.warning("MongoDB URL for %s: %s", hosts, message)
+            messages = _name_unknown_options([str(warning.message) for warning in caught], url)
+            for message in messages:
+                log.warning("MongoDB URL for %s: %s", hosts, redact_text(message, secrets))
             return client
 
         try:

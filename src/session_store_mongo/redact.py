@@ -6,6 +6,7 @@ Usage::
 
     redact_url("mongodb://app:s3cret@db1,db2/?tls=true")   # 'mongodb://app:***@db1,db2/?tls=true'
     redact_text(driver_message, [password_of_url(url)])    # the password scrubbed anywhere
+    is_secret_parameter("tlsCertificateKeyFilePassword")    # True: its value is never shown
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 from collections.abc import Iterable
 from urllib.parse import unquote
 
-__all__ = ["password_of_url", "redact_text", "redact_url"]
+__all__ = ["is_secret_parameter", "password_of_url", "redact_text", "redact_url"]
 
 _CREDENTIALS = re.compile(
     r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@", re.I
@@ -39,6 +40,11 @@ def redact_text(text: str, secrets: Iterable[str] = ()) -> str:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def is_secret_parameter(name: str) -> bool:
+    """Whether a URL parameter of this name holds a secret (``redact_text`` hides its value)."""
+    return _SECRET_PARAMS.fullmatch(f"{name}=") is not None
 
 
 def password_of_url(url: str) -> str | None:
