@@ -200,6 +200,25 @@ def test_forget_names_the_sessions_stored_in_clear_and_leaves_them_readable(
 
 
 @pytest.mark.live
+def test_import_of_a_new_session_without_the_config_is_refused(
+    encrypted: tuple[LiveCli, list[str]], tmp_path: Path
+) -> None:
+    """A new session of an encrypted project imported without the config: one line, not stored."""
+    cli, option = encrypted
+    new = tmp_path / PROJECT / f"{NEW_SESSION}.jsonl"
+    new.parent.mkdir()
+    new.write_text(json.dumps({"type": "user", "uuid": "in-clear"}) + "\n", "utf-8")
+    result = cli("import", str(new))
+    assert result.exit_code == 1
+    assert f"project '{PROJECT}' is encrypted" in result.stderr
+    assert "--encryption-config" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output
+    listed = json.loads(cli(*option, "list", "--json").stdout)
+    assert NEW_SESSION not in [session["session_id"] for session in listed]
+
+
+@pytest.mark.live
 def test_rotate_keys_moves_data_keys_to_the_new_master_key(
     encrypted: tuple[LiveCli, list[str]], tmp_path: Path
 ) -> None:

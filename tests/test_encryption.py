@@ -274,6 +274,34 @@ async def test_forget_leaves_transcripts_stored_in_clear_readable_and_says_which
 
 
 @pytest.mark.live
+async def test_store_without_settings_refuses_new_transcripts_of_an_encrypted_project(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
+) -> None:
+    """Creating a clear transcript there, by append or append_new, is refused: nothing written."""
+    older: SessionKey = {"project_key": PROJECT, "session_id": "s0"}
+    new: SessionKey = {"project_key": PROJECT, "session_id": "s2"}
+    async with MongoSessionStore(url=mongo_url, database=database) as plain:
+        await plain.append(older, entries("clear"))  # before the project was encrypted
+        async with encrypted(mongo_url, database) as store:
+            await store.append(KEY, entries("main"))
+        with pytest.raises(EncryptionKeyError, match=r"project 'acme' is encrypted: .* acme/s2"):
+            await plain.append(new, entries("new"))
+        with pytest.raises(EncryptionKeyError, match="--encryption-config"):
+            await plain.append_new([(older, entries("x")), (new, entries("new"))])
+        with pytest.raises(EncryptionKeyError, match="acme/s1/subagents/agent-1"):
+            await plain.append(SUB, entries("sub"))
+        db = live_client[database]
+        for name in ("sessions", "entries"):
+            collection = db[DEFAULT_COLLECTION_PREFIX + name]
+            assert await collection.count_documents({"session_id": "s2"}) == 0
+            assert await collection.count_documents({"subpath": SUB["subpath"]}) == 0
+        await plain.append(older, entries("more"))  # an existing transcript takes entries
+        assert await plain.append_new([(older, entries("again"))]) == [None]
+        assert await plain.load(older) == [*entries("clear"), *entries("more")]
+        await plain.append({"project_key": "other", "session_id": "s2"}, entries("other"))
+
+
+@pytest.mark.live
 async def test_forgotten_transcript_refuses_appends_new_sessions_start_afresh(
     mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
 ) -> None:

@@ -35,6 +35,7 @@ reserved behind it (whose block the full step 4 would settle too), no entry in c
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -59,7 +60,7 @@ from session_store_protocol.validation import validate_entries, validate_key
 from .client import ClientFacts, Connection
 from .codec import PreparedEntry, prepare_entry
 from .layout import Collections, hole, key_fields
-from .sealer import Sealer, key_destroyed
+from .sealer import Sealer, clear_refused, is_encrypted, key_destroyed
 from .summary import Settlement, Summaries
 
 __all__ = ["Appender", "Block", "NewTranscript"]
@@ -137,7 +138,12 @@ class Appender:
         ident = key_fields(clean)
         if self._sealer is not None:
             await self._sealer.seal_batch(ident, prepared)
-        block = await Block.reserve(self._collections, self._connection, ident, prepared)
+        refuse = (
+            None if self._sealer is not None else functools.partial(self._refuse_clear, [ident])
+        )
+        block = await Block.reserve(
+            self._collections, self._connection, ident, prepared, before_creating=refuse
+        )
         if "forgotten" in block.session:
             # Fence the numbers and settle the counts; the summary can no longer be opened,
             # so nothing is folded. If this fails, the lease fences them later.
@@ -196,6 +202,8 @@ class Appender:
                 await self._sealer.seal_batch(ident, prepared)
         wanted = [plan for plan in planned if plan[2]]
         news = [(ident, prepared, mtime) for _, ident, prepared, mtime in wanted]
+        if self._sealer is None:
+            await self._refuse_clear([ident for ident, _, _ in news])
         blocks = await Block.create(self._collections, self._connection, news)
         keyed = [(plan[0], block) for plan, block in zip(wanted, blocks, strict=True) if block]
         try:
@@ -222,6 +230,28 @@ class Appender:
             for plan, block in zip(wanted, blocks, strict=True)
         }
         return [counts.get(id(plan[2]), 0) for plan in planned]
+
+    async def _refuse_clear(self, idents: Sequence[dict[str, str]]) -> None:
+        """Without encryption settings: refuse to create a transcript of an encrypted project.
+
+        Run before any document is created, and only when transcripts may be created (a
+        reservation that found no document, ``append_new``): an append to a transcript that
+        exists costs nothing more.
+
+        Raises:
+            EncryptionKeyError: A transcript of ``idents`` that does not exist yet belongs to
+                a project that holds encrypted transcripts; nothing written.
+        """
+        sessions = self._collections.sessions
+        for project in dict.fromkeys(ident["project_key"] for ident in idents):
+            if not await is_encrypted(sessions, project):
+                continue
+            ours = [ident for ident in idents if ident["project_key"] == project]
+            cursor = sessions.find({"$or": ours}, {"_id": 0, "session_id": 1, "subpath": 1})
+            existing = {(doc["session_id"], doc["subpath"]) async for doc in cursor}
+            for ident in ours:
+                if (ident["session_id"], ident["subpath"]) not in existing:
+                    raise clear_refused(ident)
 
     async def _settle_together(self, keyed: Sequence[tuple[SessionKey, Block]]) -> bool:
         """Settle whole blocks with one ``bulk_write`` of their compare-and-sets.
@@ -340,6 +370,8 @@ class Block:
         connection: Connection,
         ident: dict[str, str],
         entries: list[PreparedEntry],
+        *,
+        before_creating: Callable[[], Awaitable[None]] | None = None,
     ) -> Block:
         """Reserve ``len(entries)`` sequence numbers with one atomic ``$inc``.
 
@@ -347,7 +379,8 @@ class Block:
         counter: some servers answer two racing ``$inc`` upserts with no document after
         applying both, which would leave a reservation nobody knows about. Counts are not
         touched: they change only when numbers are settled. ``pending_since`` keeps the time
-        of the oldest reservation not settled yet, for the lease.
+        of the oldest reservation not settled yet, for the lease. ``before_creating`` runs
+        before the document is created, and may refuse with an error (nothing written).
 
         Each reservation signs the document with a fresh token. If the reply never arrives
         (or carries a write-concern error) and the document still bears our token, the block
@@ -362,7 +395,7 @@ class Block:
             "$currentDate": {"mtime": True},
         }
         try:
-            session = await _reserve_signed(collections, connection, ident, update)
+            session = await _reserve_signed(collections, connection, ident, update, before_creating)
         except (PyMongoError, StoreUnavailableError):
             with contextlib.suppress(PyMongoError):
                 doc = await collections.sessions.find_one(ident, {"seq": 1, "reserved_by": 1})
@@ -562,7 +595,11 @@ class Block:
 
 
 async def _reserve_signed(
-    collections: Collections, connection: Connection, ident: dict[str, str], update: dict[str, Any]
+    collections: Collections,
+    connection: Connection,
+    ident: dict[str, str],
+    update: dict[str, Any],
+    before_creating: Callable[[], Awaitable[None]] | None,
 ) -> dict[str, Any]:
     for _ in range(_RESERVE_ATTEMPTS):
         doc: dict[str, Any] | None = await collections.sessions.find_one_and_update(
@@ -570,6 +607,8 @@ async def _reserve_signed(
         )
         if doc is not None:
             return doc
+        if before_creating is not None:
+            await before_creating()
         # Another writer may create it first: that is what we wanted.
         with contextlib.suppress(DuplicateKeyError):
             now = datetime.now(timezone.utc)

@@ -48,7 +48,15 @@ from .codec import PreparedEntry, epoch_ms
 from .encryption import KeyNotFoundError, Keyring
 from .layout import Collections
 
-__all__ = ["SEALED", "SUMMARY_SEALED", "Sealer", "key_destroyed", "unseal"]
+__all__ = [
+    "SEALED",
+    "SUMMARY_SEALED",
+    "Sealer",
+    "clear_refused",
+    "is_encrypted",
+    "key_destroyed",
+    "unseal",
+]
 
 SEALED = "sealed"
 """The field holding an entry's or a chunk's content, encrypted."""
@@ -184,6 +192,34 @@ def key_destroyed(
     return KeyDestroyedError(
         f"the data key of project {ident['project_key']!r} was destroyed by forget on "
         f"{stamp:%Y-%m-%d %H:%M:%S} UTC: transcript {_where(ident)} {consequence}"
+    )
+
+
+async def is_encrypted(sessions: Any, project_key: str) -> bool:
+    """Whether the project holds encrypted transcripts: one read of its session documents.
+
+    A transcript written under a data key has a sealed summary (a main transcript, where
+    claude-agent-sdk folds one), or was forgotten.
+    """
+    found = await sessions.find_one(
+        {
+            "project_key": project_key,
+            "$or": [{SUMMARY_SEALED: {"$exists": True}}, {"forgotten": {"$exists": True}}],
+        },
+        {"_id": 1},
+    )
+    return found is not None
+
+
+def clear_refused(ident: Mapping[str, str]) -> EncryptionKeyError:
+    """The error for a store without encryption settings that would create ``ident`` in clear.
+
+    Its project is encrypted; no ``forget`` would reach a transcript stored in clear.
+    """
+    return EncryptionKeyError(
+        f"project {ident['project_key']!r} is encrypted: transcript {_where(ident)} would be "
+        "stored in clear; open the store with encryption=EncryptionSettings(...) (CLI: pass "
+        "--encryption-config); nothing was written"
     )
 
 
