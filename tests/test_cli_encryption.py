@@ -74,7 +74,9 @@ def test_forget_asks_then_makes_the_project_unreadable(
     assert shown.exit_code == 1
     assert "destroyed by forget" in shown.stderr
     assert json.loads(cli(*option, "list", "--json").stdout) == []
-    assert re.search(r"forgotten \(data key destroyed\)\W+2\b", cli(*option, "stats").stdout)
+    assert re.search(
+        r"forgotten sessions \(data key destroyed\)\W+2\b", cli(*option, "stats").stdout
+    )
     again = cli(*option, "forget", "--yes")
     assert again.exit_code == 1
     assert re.search(r"already forgotten on \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", again.stderr)
@@ -254,3 +256,28 @@ def test_forget_never_defaults_to_the_current_project(tmp_path: Path) -> None:
     result = invoke("--url", NO_SERVER_URL, "--encryption-config", str(config), "forget", "--yes")
     assert result.exit_code == 2
     assert "--project" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"kms_providers": {"local": {"key": "c2VjcmV0"}',  # not JSON
+        json.dumps({"kms_providers": {"local": {"key": SECRET}}, "surprise": 1}),
+        '{"kms_providers": {"local": {"key": "not base64 c2VjcmV0!"}}}',
+        '{"kms_providers": {"local": {"key": "c2VjcmV0LWtleS1tYXRlcmlhbA=="}}}',  # not 96 bytes
+        '{"kms_providers": {"local": {"key": 96}}}',  # not a string
+        '{"kms_providers": {}}',
+    ],
+)
+def test_malformed_encryption_config_is_a_usage_error(tmp_path: Path, content: str) -> None:
+    """Every fault of the config file exits 2 with one line naming the file, no key material."""
+    config = tmp_path / "encryption.json"
+    config.write_text(content, "utf-8")
+    result = invoke("--url", NO_SERVER_URL, "--encryption-config", str(config), "stats")
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: stats: cannot read encryption settings from ")
+    assert f"from {config}: " in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output
+    assert "c2VjcmV0" not in result.output
+    assert SECRET not in result.output

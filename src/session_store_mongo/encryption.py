@@ -58,6 +58,7 @@ __all__ = [
     "KeyNotFoundError",
     "Keyring",
     "keyring_for",
+    "settings_file_fault",
 ]
 
 INSTALL_HINT = "pip install 'session-store-mongo[encryption]'"
@@ -181,19 +182,23 @@ class EncryptionSettings:
     def from_file(cls, path: Path) -> EncryptionSettings:
         """Settings from a JSON file (base64 strings for binary keys); what the CLI reads.
 
+        Every fault is a mistake in the file, reported the same way: ``cannot read encryption
+        settings from PATH: why``.
+
         Raises:
-            InvalidStoreOptionsError: The file is unreadable, not JSON, or holds bad settings.
-            EncryptionKeyError: No master key is configured.
+            InvalidStoreOptionsError: The file is unreadable, not JSON, holds bad settings, or
+                configures no master key.
         """
         try:
             settings = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             # Never echo the file's content: it holds key material.
             reason = exc.strerror if isinstance(exc, OSError) else "not valid JSON"
-            raise InvalidStoreOptionsError(
-                f"cannot read encryption settings from {path}: {reason}"
-            ) from None
-        return cls.from_mapping(settings)
+            raise settings_file_fault(path, reason) from None
+        try:
+            return cls.from_mapping(settings)
+        except (InvalidStoreOptionsError, EncryptionKeyError) as exc:
+            raise settings_file_fault(path, exc) from None
 
     def secrets(self) -> list[str]:
         """Every credential in the settings, as it could appear in a message (for scrubbing)."""
@@ -212,6 +217,14 @@ class EncryptionSettings:
         collect(self.kms_providers)
         collect(self.kms_tls_options or {})
         return found
+
+
+def settings_file_fault(path: Path, reason: object) -> InvalidStoreOptionsError:
+    """The error for an encryption settings file that cannot be used, and ``reason`` why.
+
+    Its messages name no key material: the file's content is never echoed.
+    """
+    return InvalidStoreOptionsError(f"cannot read encryption settings from {path}: {reason}")
 
 
 @dataclass

@@ -197,7 +197,7 @@ def stats_tables(database: str, totals: StoreStats) -> list[Table]:
     _row(summary, "entries", str(totals.entries))
     _row(summary, "size", human_bytes(totals.bytes))
     if totals.forgotten:
-        _row(summary, "forgotten (data key destroyed)", str(totals.forgotten))
+        _row(summary, "forgotten sessions (data key destroyed)", str(totals.forgotten))
     tables = [summary]
     if totals.largest:
         table = _table("largest sessions", "project", "session", "entries", "size", "modified")

@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.text import Text
 
 from session_store_protocol.errors import (
+    EncryptionKeyError,
     InvalidKeyError,
     InvalidStoreOptionsError,
     SessionStoreError,
@@ -44,7 +45,7 @@ from session_store_protocol.errors import (
 from session_store_protocol.types import SessionKey
 
 from ..builder import validate_collection_prefix, validate_database_name
-from ..encryption import EncryptionSettings
+from ..encryption import EncryptionSettings, settings_file_fault
 from ..redact import password_of_url, redact_text
 from ..store import MongoSessionStore
 from .layout import project_key_for_directory
@@ -211,14 +212,19 @@ class Settings:
             encryption = None
             if self.encryption_config is not None:
                 encryption = EncryptionSettings.from_file(self.encryption_config)
-            store = MongoSessionStore(
-                url=url,
-                database=self.database,
-                collection_prefix=self.collection_prefix,
-                client_options=self.client_options(),
-                create_indexes=writes and self.create_indexes,
-                encryption=encryption,
-            )
+            try:
+                store = MongoSessionStore(
+                    url=url,
+                    database=self.database,
+                    collection_prefix=self.collection_prefix,
+                    client_options=self.client_options(),
+                    create_indexes=writes and self.create_indexes,
+                    encryption=encryption,
+                )
+            except EncryptionKeyError as exc:
+                # Nothing connected yet: libmongocrypt refused the file's master key settings.
+                assert self.encryption_config is not None  # only an encrypted store raises it
+                raise settings_file_fault(self.encryption_config, exc) from None
             async with store:
                 return await operation(store)
 
