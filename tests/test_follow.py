@@ -608,6 +608,38 @@ async def test_mongomock_polls_and_logs_that_it_does_once(
     assert "polling every 0.02s" in polling[0].getMessage()
 
 
+async def test_closing_ends_a_follow_whose_wait_dropped_a_cancellation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``aclose`` cancels again until the follow ends, as a Ctrl-C must end it at once.
+
+    Python 3.11's ``asyncio.wait_for``, through which PyMongo sends each request, drops a
+    cancellation that lands as the send completes; the wait here drops the first one so.
+    """
+    waits: list[str] = []
+
+    async def wait_dropping_one_cancellation(self: Follower) -> AsyncIterator[StoredEntry]:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            waits.append("dropped a cancellation")
+        await asyncio.sleep(30)  # the follow goes on
+        nothing: tuple[StoredEntry, ...] = ()
+        for item in nothing:  # an async generator, as the one it stands for
+            yield item
+
+    monkeypatch.setattr(Follower, "_listen", wait_dropping_one_cancellation)
+    store = MongoSessionStore(client=AsyncMongoMockClient(), database=unique_name("mock"))
+    await store.append(KEY, _entries(1))
+    follower = store.follow(KEY, poll_interval=0.02)
+    assert uuids(await take(follower, 1)) == ["e0"]
+    waiting = asyncio.ensure_future(follower.__anext__())
+    await asyncio.sleep(0.1)  # the follow is waiting for the next change
+    waiting.cancel()  # a Ctrl-C cancels the consumer; closing then ends the follow
+    await asyncio.wait_for(follower.aclose(), 5)
+    assert waits == ["dropped a cancellation"]
+
+
 @pytest.mark.live
 async def test_polling_on_a_live_server_matches_load(
     live_store: MongoSessionStore, writer: MongoSessionStore

@@ -93,6 +93,8 @@ _MAX_STREAM_WAIT = 1.0
 """Longest a change stream's getMore waits on the server for a change, in seconds."""
 _MAX_BACKOFF = 2.0
 """Longest wait between attempts to reach a server that went away."""
+_CANCEL_AGAIN = 0.1
+"""Seconds ``aclose`` gives a cancelled wait for the next entry to end before cancelling again."""
 _LEAST_REQUEST_TIME = 0.001
 """Seconds a request is given once ``reconnect_timeout`` is spent: enough to fail at once."""
 _NO_CHANGE_STREAMS = {
@@ -227,10 +229,15 @@ class Follower:
 
     async def aclose(self) -> None:
         """Stop following and close the change stream; idempotent."""
-        if self._next is not None:
-            self._next.cancel()
-            await asyncio.gather(self._next, return_exceptions=True)
-            self._next = None
+        next_item, self._next = self._next, None
+        if next_item is not None:
+            # One cancel is not always enough: Python 3.11's asyncio.wait_for, through which
+            # PyMongo sends each request, drops a cancellation that lands as the send completes,
+            # and the task would follow on (a Ctrl-C ignored). So cancel again until it ends.
+            while not next_item.done():
+                next_item.cancel()
+                await asyncio.wait([next_item], timeout=_CANCEL_AGAIN)
+            await asyncio.gather(next_item, return_exceptions=True)  # its outcome, retrieved
         await self._items.aclose()
 
     # -- the loop ----------------------------------------------------------------------------
