@@ -156,6 +156,40 @@ async def test_ctrl_c_ends_a_follow_at_once_while_the_server_is_down(secantusd: 
     assert b"Traceback" not in err
 
 
+async def test_ctrl_c_ends_a_follow_at_once_after_the_server_came_back(
+    secantusd: Path, tmp_path: Path
+) -> None:
+    """Killed and restarted mid-follow, the server is followed again; SIGINT then exits 0.
+
+    The follow's cancelled request used to drop the cancellation now and then (Python 3.11's
+    ``asyncio.wait_for`` does when the send completes as it is cancelled) and follow on until
+    killed: each round is one more chance to catch that.
+    """
+    with running_server(
+        secantusd, "--sync-on-commit", storage_path=str(tmp_path / "data")
+    ) as server:
+        cli = LiveCli(server.url)
+        for round_ in range(2):
+            process = await _start(cli, "--timeout", "8", "show", MAIN, "--follow", "--json")
+            before = {"type": "user", "uuid": f"before-restart-{round_}"}
+            await _append(cli, MAIN_KEY, [before])
+            stored = await _lines(process, 2 * round_ + 1)  # two entries a round before this
+            assert json.loads(stored[-1]) == before  # following
+            server.kill()
+            server.start()
+            after = {"type": "user", "uuid": f"after-restart-{round_}"}
+            await _append(cli, MAIN_KEY, [after])
+            assert [json.loads(line) for line in await _lines(process, 1)] == [after]
+            process.send_signal(signal.SIGINT)
+            try:
+                _, err = await asyncio.wait_for(process.communicate(), 10)
+            except asyncio.TimeoutError:
+                process.kill()
+                raise AssertionError(f"round {round_}: SIGINT ignored for 10 s") from None
+            assert process.returncode == 0, err.decode()
+            assert b"Traceback" not in err
+
+
 async def test_follow_reconnects_for_reconnect_timeout_then_exits_1_saying_so(
     secantusd: Path,
 ) -> None:
