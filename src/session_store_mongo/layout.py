@@ -49,6 +49,7 @@ from session_store_protocol.types import SessionKey, key_parts
 
 __all__ = [
     "DEFAULT_COLLECTION_PREFIX",
+    "KEY_FIELDS",
     "KEY_INDEX",
     "LISTING_INDEX",
     "Collections",
@@ -66,6 +67,7 @@ KEY_INDEX: Sequence[tuple[str, int]] = [
     ("subpath", ASCENDING),
 ]
 """The key fields every per-session index starts with, in this order."""
+KEY_FIELDS = tuple(field for field, _direction in KEY_INDEX)
 LISTING_INDEX: Sequence[tuple[str, int]] = [
     ("project_key", ASCENDING),
     ("subpath", ASCENDING),

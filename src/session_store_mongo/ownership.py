@@ -29,12 +29,11 @@ from typing import Any
 
 from session_store_protocol.errors import ForeignCollectionError
 
-from .layout import KEY_INDEX, Collections
+from .layout import KEY_FIELDS, Collections
 from .predecessor import PREDECESSOR, looks_like_predecessor, migrate_command
 
 __all__ = ["check_owned"]
 
-_KEY_FIELDS = tuple(field for field, _direction in KEY_INDEX)
 _SHAPE = {"project_key": "string", "session_id": "string", "subpath": "string", "seq": "number"}
 _NOT_OURS = {"$or": [{field: {"$not": {"$type": kind}}} for field, kind in _SHAPE.items()]}
 _FIELDS_SHOWN = 8
@@ -56,15 +55,15 @@ async def _check_collection(database: str, collection: Any) -> None:
     keyed = any(_is_key_index(spec) for spec in indexes.values())
     # Beside a unique index on the key fields, a document lacking them all is the only kind
     # that fits (once), and that index finds it; otherwise look for any shape but ours.
-    probe: dict[str, Any] = {_KEY_FIELDS[0]: None} if keyed else _NOT_OURS
+    probe: dict[str, Any] = {KEY_FIELDS[0]: None} if keyed else _NOT_OURS
     found = await collection.find_one(probe)
     if found is not None:
         raise ForeignCollectionError(_describe(database, collection.name, found))
 
 
 def _is_key_index(spec: Mapping[str, Any]) -> bool:
-    fields = tuple(field for field, _direction in list(spec.get("key", []))[: len(_KEY_FIELDS)])
-    return bool(spec.get("unique")) and fields == _KEY_FIELDS
+    fields = tuple(field for field, _direction in list(spec.get("key", []))[: len(KEY_FIELDS)])
+    return bool(spec.get("unique")) and fields == KEY_FIELDS
 
 
 def _describe(database: str, collection: str, found: Mapping[str, Any]) -> str:

@@ -58,7 +58,7 @@ from session_store_protocol.types import MAIN_SUBPATH, SessionKey, SessionSummar
 
 from .client import Connection
 from .codec import PreparedEntry, decode_entry, encode_entry, epoch_ms
-from .layout import Collections, hole
+from .layout import KEY_FIELDS, Collections, hole
 from .reader import Slot, read_slots
 from .sealer import SUMMARY_SEALED, Sealer, unseal
 
@@ -385,9 +385,6 @@ class Settlement:
                 assert "." not in name, name  # top-level fields only
                 fields[name] = {"$cond": [holds, _new_value(operator, name, value), f"${name}"]}
         return filter_, [{"$set": fields}]
-
-
-KEY_FIELDS = ("project_key", "session_id", "subpath")
 
 
 def _condition(name: str, wanted: Any) -> dict[str, Any]:
