@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -108,12 +109,13 @@ class Plan:
     batches_per_writer: int = 25
     import_sessions: int = 1_000
     import_entries: int = 20
+    import_repeats: int = 3
     round_trip_appends: int = 20
     reappend_stored: int = 10_000
     reappend_batch: int = 500
     reappend_repeats: int = 5
     summaries_sessions: tuple[int, ...] = (1_000, 10_000)
-    summaries_repeats: int = 5
+    summaries_repeats: int = 9
     huge_entries: int = 100_000
     big_entry_bytes: int = 4096
     big_entries: int = 10_000
@@ -136,6 +138,7 @@ class Plan:
             batches_per_writer=4,
             import_sessions=12,
             import_entries=10,
+            import_repeats=1,
             round_trip_appends=3,
             reappend_stored=200,
             reappend_batch=50,
@@ -158,7 +161,8 @@ class Plan:
             f"Plan: sizes {', '.join(f'{s:,}' for s in self.sizes)}; {self.appends} appends of "
             f"{BATCH}; {self.loads} loads; writers {self.many_writers} on {self.many_writers} "
             f"sessions and {self.one_session_writers} on one, {self.batches_per_writer} batches "
-            f"each; import {self.import_sessions:,} sessions x {self.import_entries}; "
+            f"each; import {self.import_sessions:,} sessions x {self.import_entries}, "
+            f"{self.import_repeats} times; "
             f"{self.round_trip_appends} appends counted; re-append {self.reappend_batch} to "
             f"{self.reappend_stored:,}; summaries at "
             f"{', '.join(f'{n:,}' for n in self.summaries_sessions)} sessions; a "
@@ -275,10 +279,10 @@ async def bench_import(url: str, client: AsyncMongoClient[Any], plan: Plan) -> I
 
     The floor gets the entries already parsed and sends one ``insert_many`` of 500 after
     another into a collection with the store's two unique indexes: what an import must do at
-    the least. The CLI's time includes its start-up, reading and parsing the files.
+    the least. The CLI's time includes its start-up, reading and parsing the files. The two
+    take turns, ``plan.import_repeats`` times each into fresh databases, so a change in the
+    machine's load falls on both; the medians are reported.
     """
-    database = f"bench_import_{uuid.uuid4().hex[:8]}"
-    floor_database = f"bench_import_floor_{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         root = Path(tmp)
         expected = write_claude_projects(
@@ -290,41 +294,48 @@ async def bench_import(url: str, client: AsyncMongoClient[Any], plan: Plan) -> I
             for seq, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
                 entry = json.loads(line)
                 documents.append({**fields, "seq": seq, "dedupe": entry["uuid"], "entry": entry})
-        try:
-            floor = FloorContestant(FLOOR, client, floor_database)
-            await floor.setup()
-            started = time.perf_counter()
-            for start in range(0, len(documents), PREFILL_BATCH):
-                await floor.insert(documents[start : start + PREFILL_BATCH])
-            floor_seconds = time.perf_counter() - started
-            command = [sys.executable, "-m", "session_store_mongo.cli", "--database", database]
-            started = time.perf_counter()
-            done = await asyncio.to_thread(
-                subprocess.run,
-                [*command, "import", str(root)],
-                capture_output=True,
-                text=True,
-                check=False,
-                env={**os.environ, "MONGO_URL": url},
-            )
-            seconds = time.perf_counter() - started
-            error = ""
-            if done.returncode:
-                output = " ".join((done.stderr or done.stdout).split())
-                error = f"exit {done.returncode}: {redact_text(output)[:300]}"
-            async with MongoSessionStore(url=url, database=database) as store:
-                stored = (await store.stats()).entries
-        finally:
-            await client.drop_database(database)
-            await client.drop_database(floor_database)
+        floor_runs: list[float] = []
+        cli_runs: list[float] = []
+        stored, error = expected, ""
+        for _ in range(plan.import_repeats):
+            database = f"bench_import_{uuid.uuid4().hex[:8]}"
+            floor_database = f"bench_import_floor_{uuid.uuid4().hex[:8]}"
+            try:
+                floor = FloorContestant(FLOOR, client, floor_database)
+                await floor.setup()
+                started = time.perf_counter()
+                for start in range(0, len(documents), PREFILL_BATCH):
+                    await floor.insert(documents[start : start + PREFILL_BATCH])
+                floor_runs.append(time.perf_counter() - started)
+                command = [sys.executable, "-m", "session_store_mongo.cli", "--database", database]
+                started = time.perf_counter()
+                done = await asyncio.to_thread(
+                    subprocess.run,
+                    [*command, "import", str(root)],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    env={**os.environ, "MONGO_URL": url},
+                )
+                cli_runs.append(time.perf_counter() - started)
+                if done.returncode and not error:
+                    output = " ".join((done.stderr or done.stdout).split())
+                    error = f"exit {done.returncode}: {redact_text(output)[:300]}"
+                async with MongoSessionStore(url=url, database=database) as store:
+                    held = (await store.stats()).entries
+                stored = held if held != expected else stored  # a wrong run is the one shown
+            finally:
+                await client.drop_database(database)
+                await client.drop_database(floor_database)
     return ImportResult(
         "CLI: session-store-mongo import",
         plan.import_sessions,
         expected,
         stored,
-        seconds,
-        floor_seconds,
+        statistics.median(cli_runs),
+        statistics.median(floor_runs),
         error,
+        repeats=plan.import_repeats,
     )
 
 
