@@ -27,6 +27,7 @@ from session_store_protocol import SessionKey, SessionStoreEntry
 from session_store_protocol.errors import (
     InvalidKeyError,
     InvalidStoreOptionsError,
+    StoreAuthorizationError,
     StoreClosedError,
     StoreUnavailableError,
 )
@@ -503,6 +504,26 @@ async def test_retries_in_an_outage_are_capped_by_the_time_left(
             await asyncio.to_thread(server.stop, 10)
             with pytest.raises(StoreUnavailableError, match=r"\(reconnect_timeout=3s\)"):
                 await asyncio.wait_for(pending, 8)
+
+
+@pytest.mark.live
+async def test_a_read_refused_to_the_user_ends_the_follow_at_once(
+    secantusd: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refusal to this user is not an outage: raised typed at once, nothing retried.
+
+    The follow would retry an outage for 30 s; the refused read ends it well before, as a
+    ``StoreAuthorizationError`` (it used to turn into a ``TypeError`` when the time ran out).
+    """
+    with running_server(secantusd, "--enable-test-commands") as server:
+        admin: AsyncMongoClient[Any] = AsyncMongoClient(server.url)
+        async with _following(server, selection_ms=10_000, reconnect_timeout=30) as follower:
+            caplog.set_level(logging.WARNING, logger="session_store_mongo")
+            await fail_command(admin, ["getMore", "aggregate", "find"], times=1000, errorCode=13)
+            with pytest.raises(StoreAuthorizationError, match=r"follow on .* failed"):
+                await asyncio.wait_for(follower.__anext__(), 8)
+            assert not [r for r in caplog.records if "reconnecting" in r.getMessage()]
+        await admin.close()
 
 
 @pytest.mark.live

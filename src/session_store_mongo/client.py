@@ -53,6 +53,7 @@ __all__ = [
     "Connection",
     "client_facts",
     "hosts_in_url",
+    "refused_to_user",
 ]
 
 log = logging.getLogger("session_store_mongo")
@@ -77,6 +78,11 @@ _OTHER_LOOP_MESSAGES = (
     "attached to a different loop",
     "Event loop is closed",
 )
+
+
+def refused_to_user(exc: PyMongoError) -> bool:
+    """Whether the server refused the operation to this user (it holds no privilege for it)."""
+    return isinstance(exc, OperationFailure) and exc.code == _UNAUTHORIZED
 
 
 def hosts_in_url(url: object) -> str:
@@ -292,7 +298,7 @@ class Connection:
             yield
         except PyMongoError as exc:
             reason = self.describe(exc)
-            if isinstance(exc, OperationFailure) and exc.code == _UNAUTHORIZED:
+            if refused_to_user(exc):
                 raise StoreAuthorizationError(operation, self.hosts, reason) from None
             failure: type[StoreUnavailableError] = StoreUnavailableError
             if isinstance(exc, OperationFailure) and exc.code == _AUTHENTICATION_FAILED:

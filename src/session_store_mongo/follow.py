@@ -68,7 +68,7 @@ from session_store_protocol.errors import (
 )
 from session_store_protocol.types import MAIN_SUBPATH, SessionStoreEntry
 
-from .client import Connection, client_facts
+from .client import Connection, client_facts, refused_to_user
 from .codec import decode_entry
 from .driver import maybe_await, pymongo_client
 from .layout import Collections
@@ -265,6 +265,9 @@ class Follower:
                     self._failing_since, backoff = None, _FIRST_RECHECK
                 except PyMongoError as exc:
                     self._check_open()
+                    if refused_to_user(exc):  # not an outage: no wait makes it allowed
+                        with self._connection.translate_errors("follow"):
+                            raise
                     now = time.monotonic()
                     first = self._failing_since is None or self._failing_since != self._warned
                     if self._failing_since is None:

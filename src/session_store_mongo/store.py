@@ -59,7 +59,7 @@ from session_store_protocol.validation import (
 )
 
 from .append import Appender, NewTranscript
-from .client import DEFAULT_CLIENT_OPTIONS, ClientFacts, Connection, client_facts
+from .client import DEFAULT_CLIENT_OPTIONS, ClientFacts, Connection, client_facts, refused_to_user
 from .codec import epoch_ms
 from .driver import has_client_bulk_write
 from .encryption import EncryptionSettings, keyring_for
@@ -94,7 +94,6 @@ STREAM_BATCH = 1000
 _DEFAULT_MAX_BSON = 16 * 1024 * 1024
 _BULK_WRITE_WIRE_VERSION = 25
 """MongoDB 8.0, the first with the client ``bulkWrite`` command."""
-_UNAUTHORIZED = 13
 _POSITIONS = {"count": 1, "settled": 1, "seq": 1}
 """What ``may_hold_entries`` reads of a session document."""
 
@@ -612,7 +611,7 @@ class MongoSessionStore:
         try:
             return await summaries.view(await summaries.catch_up(key, ident, doc, fold), key)
         except OperationFailure as exc:
-            if exc.code != _UNAUTHORIZED:
+            if not refused_to_user(exc):
                 raise
             return await summaries.caught_up_view(key, ident, doc, fold)
 
