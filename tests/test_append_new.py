@@ -11,10 +11,10 @@ from claude_agent_sdk import fold_session_summary
 from mongomock_motor import AsyncMongoMockClient
 from pymongo import AsyncMongoClient
 
-from session_store_mongo import MongoSessionStore
+from session_store_mongo import MongoSessionStore, NewTranscript
 from session_store_mongo.layout import key_fields
 from session_store_mongo.summary import Settlement
-from session_store_protocol import InvalidEntryError, SessionKey
+from session_store_protocol import InvalidEntryError, InvalidStoreOptionsError, SessionKey
 from tests.support import CommandLog, store_collection, unique_name
 
 
@@ -185,3 +185,19 @@ async def test_a_settlement_on_the_key_does_what_the_plain_one_does(
     finally:
         await client.drop_database(collection.database.name)
         await client.close()
+
+
+async def test_an_mtime_that_is_no_datetime_is_refused_as_set_mtime_refuses_it(
+    store: MongoSessionStore,
+) -> None:
+    """``NewTranscript.mtime`` is checked as ``set_mtime`` checks it: typed, nothing written."""
+    new = store
+    with pytest.raises(InvalidStoreOptionsError, match="mtime must be a datetime, got str"):
+        await new.append_new([NewTranscript(_key(0), _entries("t", 1), "yesterday")])
+    assert await new.list_sessions("bulk") == []
+    used = datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc)
+    assert await new.append_new([NewTranscript(_key(0), _entries("t", 1), used)]) == [1]
+    [listed] = await new.list_sessions("bulk")
+    assert listed["mtime"] == int(used.timestamp() * 1000)
+    with pytest.raises(InvalidStoreOptionsError, match="mtime must be a datetime, got int"):
+        await new.set_mtime(_key(0), 5)

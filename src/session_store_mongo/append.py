@@ -53,12 +53,12 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from session_store_protocol.errors import InvalidStoreOptionsError, StoreUnavailableError
+from session_store_protocol.errors import StoreUnavailableError
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 from session_store_protocol.validation import validate_entries, validate_key
 
 from .client import ClientFacts, Connection
-from .codec import PreparedEntry, prepare_entry
+from .codec import PreparedEntry, checked_mtime, prepare_entry
 from .layout import Collections, hole, key_fields
 from .sealer import Sealer, clear_refused, is_encrypted, key_destroyed
 from .summary import Settlement, Summaries
@@ -185,7 +185,11 @@ class Appender:
                 settled with what landed, and count as existing if the call is made again.
         """
         cleaned = [
-            (validate_key(key), validate_entries(entries), _mtime(mtime))
+            (
+                validate_key(key),
+                validate_entries(entries),
+                datetime.now(timezone.utc) if mtime is None else checked_mtime(mtime),
+            )
             for key, entries, mtime in map(_new_transcript, transcripts)
         ]
         facts = await ready()
@@ -709,15 +713,6 @@ def _new_transcript(
     item: NewTranscript | tuple[SessionKey, list[SessionStoreEntry]],
 ) -> NewTranscript:
     return NewTranscript(*item)
-
-
-def _mtime(mtime: datetime | None) -> datetime:
-    """A last-write time for a new transcript: now if none is given."""
-    if mtime is None:
-        return datetime.now(timezone.utc)
-    if not isinstance(mtime, datetime):
-        raise InvalidStoreOptionsError(f"mtime must be a datetime, got {type(mtime).__name__}")
-    return mtime
 
 
 _COMMAND_NOT_FOUND = 59

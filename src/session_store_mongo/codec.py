@@ -40,13 +40,18 @@ from typing import Any
 import bson
 from bson import ObjectId
 
-from session_store_protocol.errors import EntryTooLargeError, InvalidEntryError
+from session_store_protocol.errors import (
+    EntryTooLargeError,
+    InvalidEntryError,
+    InvalidStoreOptionsError,
+)
 from session_store_protocol.json_values import JsonCopier
 from session_store_protocol.types import SessionStoreEntry
 from session_store_protocol.validation import entry_label, entry_uuid
 
 __all__ = [
     "PreparedEntry",
+    "checked_mtime",
     "decode_entry",
     "dedupe_key",
     "encode_entry",
@@ -162,6 +167,17 @@ def decode_entry(stored: dict[str, Any], escaped: bool) -> dict[str, Any]:
             else:
                 target[name] = value
     return top
+
+
+def checked_mtime(mtime: object) -> datetime:
+    """A last-write time given by a caller, checked (a naive ``datetime`` is taken as UTC).
+
+    Raises:
+        InvalidStoreOptionsError: ``mtime`` is not a ``datetime``.
+    """
+    if not isinstance(mtime, datetime):
+        raise InvalidStoreOptionsError(f"mtime must be a datetime, got {type(mtime).__name__}")
+    return mtime
 
 
 def epoch_ms(value: Any) -> int:

@@ -60,7 +60,7 @@ from session_store_protocol.validation import (
 
 from .append import Appender, NewTranscript
 from .client import DEFAULT_CLIENT_OPTIONS, ClientFacts, Connection, client_facts, refused_to_user
-from .codec import epoch_ms
+from .codec import checked_mtime, epoch_ms
 from .driver import has_client_bulk_write
 from .encryption import EncryptionSettings, keyring_for
 from .follow import DEFAULT_RECONNECT_TIMEOUT, Follower, Position
@@ -677,8 +677,7 @@ class MongoSessionStore:
             InvalidStoreOptionsError: ``mtime`` is not a ``datetime``.
         """
         ident = key_fields(validate_key(key))
-        if not isinstance(mtime, datetime):
-            raise InvalidStoreOptionsError(f"mtime must be a datetime, got {type(mtime).__name__}")
+        mtime = checked_mtime(mtime)
         with self._operation("set_mtime"):
             await self._ready()
             result = await self._collections.sessions.update_one(ident, {"$set": {"mtime": mtime}})
