@@ -20,6 +20,7 @@ from session_store_mongo import (
     MongoSessionStore,
     mongo_session_store_builder,
 )
+from session_store_mongo.codec import epoch_ms
 from session_store_mongo.layout import key_fields
 from session_store_protocol import (
     InvalidStoreOptionsError,
@@ -244,6 +245,22 @@ async def test_mtime_is_shared_by_listing_and_summaries(live_store: MongoSession
     assert listed["mtime"] == summary["mtime"]
     now = datetime.now(timezone.utc).timestamp() * 1000
     assert abs(listed["mtime"] - now) < 60_000
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        (datetime(2026, 11, 26, 15, 30, 1, 123_000), 1_795_707_001_123),
+        (datetime(2026, 11, 26, 15, 30, 1, 123_000, tzinfo=timezone.utc), 1_795_707_001_123),
+        (datetime(9999, 12, 31, 23, 59, 59, 999_000), 253_402_300_799_999),
+        (datetime(6398, 7, 14, 18, 14, 24, 291_000), 139_751_028_864_291),  # a float gives 290
+        (datetime(1969, 12, 31, 23, 59, 59, 999_000), -1),
+        (None, 0),
+    ],
+)
+def test_stored_times_become_exact_epoch_milliseconds(stored: Any, expected: int) -> None:
+    """Naive BSON times are UTC; the last millisecond survives where a float would round."""
+    assert epoch_ms(stored) == expected
 
 
 @pytest.mark.live

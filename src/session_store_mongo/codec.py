@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import bson
@@ -69,6 +69,9 @@ _TEXT_SPECIAL = re.compile("[%\\ud800-\\udfff]")
 _ESCAPES = {"%": "%25", ".": "%2E", "\x00": "%00"}
 _ESCAPED = re.compile("%(25|2E|00|24|u[0-9a-f]{4})")
 _UNESCAPES = {"25": "%", "2E": ".", "00": "\x00", "24": "$"}
+_EPOCH = datetime(1970, 1, 1)
+_EPOCH_UTC = _EPOCH.replace(tzinfo=timezone.utc)
+_MILLISECOND = timedelta(milliseconds=1)
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -181,11 +184,14 @@ def checked_mtime(mtime: object) -> datetime:
 
 
 def epoch_ms(value: Any) -> int:
-    """A stored time (a BSON datetime, naive means UTC) in epoch milliseconds; 0 if absent."""
+    """A stored time (a BSON datetime, naive means UTC) in epoch milliseconds; 0 if absent.
+
+    Exact integer arithmetic (a float timestamp rounds far from 1970), and cheap: listings
+    convert one time per session.
+    """
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return int(value.timestamp() * 1000)
+        epoch = _EPOCH if value.tzinfo is None else _EPOCH_UTC
+        return (value - epoch) // _MILLISECOND
     return int(value or 0)
 
 
