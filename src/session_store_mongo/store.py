@@ -67,9 +67,9 @@ from .follow import DEFAULT_RECONNECT_TIMEOUT, Follower, Position
 from .layout import DEFAULT_COLLECTION_PREFIX, Collections, key_fields
 from .ownership import check_owned
 from .reader import StoredEntry, iter_stored, read_entries
-from .sealer import SEALED, Sealer, key_destroyed
+from .sealer import SEALED, SUMMARY_SEALED, Sealer, key_destroyed
 from .session_totals import SessionTotals, StoreStats, idle_sessions, prune, store_stats
-from .summary import DEFAULT_LEASE_MS, Summaries, may_hold_entries
+from .summary import DEFAULT_LEASE_MS, Summaries, may_hold_entries, summary_view
 
 if sys.version_info >= (3, 11):
     from typing import Self
@@ -588,13 +588,15 @@ class MongoSessionStore:
             await self._owned()
             cursor = self._collections.sessions.find(_main_transcripts(project))
             docs = [doc async for doc in cursor if _listed(doc)]
+            stored = self._wired.summaries
             for doc in docs:
                 key: SessionKey = {"project_key": project, "session_id": doc["session_id"]}
-                ident = key_fields(key)
                 if doc.get("summary_seq", 0) < doc.get("seq", 0):
-                    summary = await self._caught_up(key, ident, doc, fold)
-                else:
-                    summary = await self._wired.summaries.view(doc, key)
+                    summary = await self._caught_up(key, key_fields(key), doc, fold)
+                elif SUMMARY_SEALED in doc:
+                    summary = await stored.view(doc, key)
+                else:  # the common case, per session: no coroutine to run
+                    summary = summary_view(doc, key)
                 if summary is not None:
                     summaries.append(summary)
         return summaries
