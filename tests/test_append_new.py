@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from claude_agent_sdk import fold_session_summary
 from mongomock_motor import AsyncMongoMockClient
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
 
 from session_store_mongo import MongoSessionStore, NewTranscript
 from session_store_mongo.layout import key_fields
@@ -159,29 +159,41 @@ async def test_a_settlement_on_the_key_does_what_the_plain_one_does(
 ) -> None:
     """``Settlement.on_key`` applies exactly when the plain compare-and-set would, and the same.
 
-    Each document state is written twice, one copy settled each way: the copies end equal
-    (but for the server's clock), and each form reports a change for the same states.
+    Each document state is written four times, one copy settled each way the store sends a
+    settlement: plain, and on the key through an update, a client ``bulkWrite`` (an append's
+    settling) and a ``findAndModify`` (a catch-up's). The copies end equal (but for the
+    server's clock), and each form reports a change for the same states.
     """
     client: Any = AsyncMongoClient(mongo_url)
     collection = client[unique_name("onkey")]["sessions"]
+
+    def on_key(ident: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return Settlement({**settlement.filter, **ident}, settlement.update).on_key()
+
     try:
         for n, state in enumerate(_STATES):
-            plain, keyed = ({"project_key": "p", "session_id": f"{way}{n}", "subpath": ""}
-                            for way in ("plain", "keyed"))  # fmt: skip
-            await collection.insert_many([{**plain, **state}, {**keyed, **state}])
+            plain, keyed, bulk, found = idents = [
+                {"project_key": "p", "session_id": f"{way}{n}", "subpath": ""}
+                for way in ("plain", "keyed", "bulk", "found")
+            ]
+            await collection.insert_many([{**ident, **state} for ident in idents])
             applied = await collection.update_one({**settlement.filter, **plain}, settlement.update)
-            on_key = Settlement({**settlement.filter, **keyed}, settlement.update)
-            filter_, pipeline = on_key.on_key()
+            filter_, pipeline = on_key(keyed)
             assert filter_ == keyed
             changed = await collection.update_one(filter_, pipeline)
-            assert changed.modified_count == applied.modified_count, state
-            ends = [
-                await collection.find_one(ident, {"_id": 0, "session_id": 0, "settled_at": 0})
-                for ident in (plain, keyed)
-            ]
-            assert ends[0] == ends[1], state
-            dated = [await collection.find_one(ident) for ident in (plain, keyed)]
-            assert ("settled_at" in dated[0]) == ("settled_at" in dated[1])
+            sent = await client.bulk_write(
+                [UpdateOne(*on_key(bulk), namespace=collection.full_name)]
+            )
+            assert changed.modified_count == sent.modified_count == applied.modified_count, state
+            after = await collection.find_one_and_update(
+                *on_key(found), return_document=ReturnDocument.AFTER
+            )
+            clockless = {"_id": 0, "session_id": 0, "settled_at": 0}
+            ends = [await collection.find_one(ident, clockless) for ident in idents]
+            assert all(end == ends[0] for end in ends), state
+            assert {name: after[name] for name in ends[3]} == ends[3]
+            dated = [await collection.find_one(ident) for ident in idents]
+            assert len({"settled_at" in doc for doc in dated}) == 1, state
     finally:
         await client.drop_database(collection.database.name)
         await client.close()

@@ -658,7 +658,7 @@ async def insert_settling(work: Sequence[tuple[Block, Settlement]]) -> list[bool
         entries = block.collections.entries.full_name
         models += [InsertOne(doc, namespace=entries) for doc in block.documents()]
         sessions = block.collections.sessions.full_name
-        models.append(UpdateOne(settlement.filter, settlement.update, namespace=sessions))
+        models.append(UpdateOne(*settlement.on_key(), namespace=sessions))
         settlings.append(len(models) - 1)
     client = work[0][0].collections.database.client
     try:
@@ -673,7 +673,7 @@ async def insert_settling(work: Sequence[tuple[Block, Settlement]]) -> list[bool
         work[0][0].log_write_concern(exc.details.get("writeConcernErrors", []))
         result = exc.partial_result
     done = [index < refused for index in settlings]
-    all_settled = result.matched_count == sum(done)
+    all_settled = result.modified_count == sum(done)  # on the key, every settling matches
     return [all_settled if stored else None for stored in done]
 
 

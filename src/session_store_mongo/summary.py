@@ -143,11 +143,10 @@ class Summaries:
                 settlement = await self._settlement(
                     key, block.ident, doc, fold, upto=block.end, fresh=stored
                 )
-                written = await self._compare_and_set(settlement)
-                if written is not None:
-                    doc = written
-                    break
-                doc = await self._sessions.find_one(block.ident) or doc
+                latest = await self._compare_and_set(settlement)
+                if latest is None:
+                    return  # deleted meanwhile: nothing left to settle
+                doc = latest  # settled through our block, unless another writer came first
             await self.catch_up(key, block.ident, doc, fold)
         except PyMongoError as exc:
             log.warning(
@@ -207,11 +206,7 @@ class Summaries:
             settlement = await self._settlement(
                 key, ident, doc, fold, upto=decided, fresh=fresh, pending=pending
             )
-            written = await self._compare_and_set(settlement)
-            if written is not None:
-                doc = written
-                continue
-            latest = await self._sessions.find_one(ident)
+            latest = await self._compare_and_set(settlement)
             if latest is None:  # deleted meanwhile
                 return doc
             doc = latest
@@ -295,13 +290,15 @@ class Summaries:
         return settlement
 
     async def _compare_and_set(self, settlement: Settlement) -> dict[str, Any] | None:
-        """Apply ``settlement``.
+        """Apply ``settlement`` if its conditions still hold, finding the document by its key.
 
         Returns:
-            The document written, or ``None`` if another writer settled or folded first.
+            The transcript's document after it, whether it applied or another writer settled
+            or folded first: the latest state, for the caller to go on from. ``None`` if the
+            transcript was deleted.
         """
         result: dict[str, Any] | None = await self._sessions.find_one_and_update(
-            settlement.filter, settlement.update, return_document=ReturnDocument.AFTER
+            *settlement.on_key(), return_document=ReturnDocument.AFTER
         )
         return result
 
