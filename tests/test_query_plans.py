@@ -19,7 +19,9 @@ collection for, and it sorts in memory unless the sort field leads the index. Th
 explains the part of the filter the store's indexes hold and checks the same rules on it: the
 rest filters the few documents those bounds select, as MongoDB does (index scan, then fetch).
 A sort is accepted there only above an index whose keys are the filter's equalities and then
-the sort's fields, which MongoDB walks in order.
+the sort's fields, which MongoDB walks in order. Its ``explain`` of a ``findAndModify`` on the
+key reports one key examined, though the command itself scans (README, "What limits the
+figures"): what is checked is the plan, which is what MongoDB runs.
 """
 
 from __future__ import annotations

@@ -364,8 +364,8 @@ class Settlement:
         filter's conditions, else to its own value: applied only as a whole, as the plain
         form; it modifies the document (``modified_count``) exactly when that would match
         (settling always moves ``settled``).
-        Why: a server may use an index only for a filter of exactly its fields (the test
-        server, SecantusDB, scans the collection for the key plus a condition); every server
+        Why: a server may bound a query by an index only for a filter of nothing but its
+        fields (the test server, SecantusDB, scans for the key plus a condition); every server
         finds one document by its unique key.
         """
         filter_ = {name: self.filter[name] for name in KEY_FIELDS}
