@@ -8,15 +8,18 @@ Usage::
     await seed.append({"project_key": "p", "session_id": "s"}, entries)
     entries = await seed.load({"project_key": "p", "session_id": "s"})
 
-The npm package ``@open-gitagent/session-store-mongo`` 0.2.1, which this project succeeds, kept
-each transcript as one document ``{_id: "<project>/<session>[/<subpath>]", entries: [...],
-mtime}``. Its ``append`` read that document, dropped the new entries whose ``uuid`` it already
-held, then ``$push``-ed the rest with ``$each`` (upserting a first append); its ``load`` was a
-``find_one`` returning ``entries``. This module redoes that algorithm in async PyMongo, with no
-improvement, so the benchmark can run it beside ``MongoSessionStore`` on the same server and
-data. Its costs are the point of the comparison: every append reads the whole session back, and
-a session cannot outgrow one BSON document; the server refuses the ``$push`` that would take it
-past 16 MB (PyMongo raises ``WriteError``, code 10334 ``BSONObjectTooLarge`` on MongoDB).
+The npm package ``@open-gitagent/session-store-mongo`` 0.2.1, which this project succeeds, kept each
+session as one document (its layout: ``session_store_mongo.predecessor``). Its ``append`` read that
+document, dropped the new entries whose ``uuid`` it already held, then ``$push``-ed the rest with
+``$each`` (upserting a first append); its ``load`` was a ``find_one`` returning ``entries``. This
+module redoes that algorithm in async PyMongo, with no improvement, so the benchmark can run it
+beside ``MongoSessionStore`` on the same server and data. One thing differs, and not what is
+measured: the document's ``_id`` is ``<project>/<session>``, then ``/<subpath>``, so each transcript
+the benchmark writes has a document of its own (the package keyed by the session id alone and pushed
+a subagent's entries into its session's array). Its costs are the point of the comparison: every
+append reads the whole session back, and a session cannot outgrow one BSON document; the server
+refuses the ``$push`` that would take it past 16 MB (PyMongo raises ``WriteError``, code 10334
+``BSONObjectTooLarge`` on MongoDB).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class SeedDesignStore:
 
     @staticmethod
     def document_id(key: SessionKey) -> str:
-        """The seed's ``_id``: ``<project>/<session>``, then ``/<subpath>`` for a subagent."""
+        """This baseline's ``_id``: ``<project>/<session>``, then ``/<subpath>`` for a subagent."""
         subpath = key.get("subpath")
         base = f"{key['project_key']}/{key['session_id']}"
         return f"{base}/{subpath}" if subpath else base
