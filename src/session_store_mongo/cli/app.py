@@ -41,6 +41,7 @@ from session_store_protocol.errors import (
     KeyDestroyedError,
     SummariesUnavailableError,
 )
+from session_store_protocol.summaries import load_fold_in_background
 from session_store_protocol.types import SessionKey, SessionListSubkeysKey, SessionStoreEntry
 
 from ..builder import validate_database_name
@@ -208,6 +209,9 @@ def import_transcripts(
     ] = DEFAULT_JOBS,
 ) -> None:
     """Import Claude Code transcripts; importing again stores nothing twice."""
+    # Every main transcript's summary is folded by the SDK: its import overlaps finding and
+    # reading the files and the first round trips, instead of stalling the first fold.
+    load_fold_in_background()
     settings = _settings(ctx)
     transcripts: list[Transcript] = []
     try:
