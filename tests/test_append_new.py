@@ -213,3 +213,35 @@ async def test_an_mtime_that_is_no_datetime_is_refused_as_set_mtime_refuses_it(
     assert listed["mtime"] == int(used.timestamp() * 1000)
     with pytest.raises(InvalidStoreOptionsError, match="mtime must be a datetime, got int"):
         await new.set_mtime(_key(0), 5)
+
+
+async def test_a_transcript_whose_whole_batch_another_writer_stored_first_is_settled(
+    store: MongoSessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every entry refused because another writer stored it first: the block still settles.
+
+    Two imports of one file at once: ``append_new`` creates the transcript, and an ``append``
+    of the same entries lands before its insert. Its numbers get holes; the transcript is
+    settled at once (not after the lease), counted once, and listed with its summary.
+    """
+    from session_store_mongo import append as append_module
+
+    key, other = _key(0), _key(1)
+    entries = _entries("raced", 4)
+    insert_together = append_module.insert_together
+
+    async def overtaken(blocks: Any) -> Any:
+        await store.append(key, entries)  # the other import, between create and insert
+        return await insert_together(blocks)
+
+    monkeypatch.setattr(append_module, "insert_together", overtaken)
+    stored = await store.append_new([(key, entries), (other, _entries("alone", 2))])
+    assert stored == [0, 2]
+    sessions = store_collection(store.client, store, "sessions")
+    for ident, count in ((key_fields(key), 4), (key_fields(other), 2)):
+        doc = await sessions.find_one(ident)
+        assert doc is not None
+        assert (doc["settled"], doc["count"]) == (doc["seq"], count), doc
+    assert await store.load(key) == entries
+    listed = {summary["session_id"] for summary in await store.list_session_summaries("bulk")}
+    assert listed == {"s0", "s1"}

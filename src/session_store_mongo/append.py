@@ -216,18 +216,18 @@ class Appender:
             landed = [await self._settle_failed(key, block) for key, block in keyed]
             if not all(landed):
                 raise
-            stored = [[] for _ in keyed]  # every entry landed after all, and is settled
-        whole = [
-            (key, block)
-            for (key, block), fresh in zip(keyed, stored, strict=True)
-            if len(fresh) == len(block.entries)
-        ]
-        if not facts.commands or not await self._settle_together(whole):
-            for (key, block), fresh in zip(keyed, stored, strict=True):
-                await self._summaries.settle_own(key, block, fresh)
+            # Every entry landed after all, and every block is settled.
         else:
+            whole = [
+                (key, block)
+                for (key, block), fresh in zip(keyed, stored, strict=True)
+                if len(fresh) == len(block.entries)
+            ]
+            together = facts.commands and await self._settle_together(whole)
             for (key, block), fresh in zip(keyed, stored, strict=True):
-                if fresh and len(fresh) < len(block.entries):
+                # A block with refused entries (uuids another writer stored first, all of
+                # them even) is settled on its own: that decides the refused entries' numbers.
+                if not together or len(fresh) < len(block.entries):
                     await self._summaries.settle_own(key, block, fresh)
         counts: dict[int, int | None] = {
             id(plan[2]): None if block is None else len(plan[2]) - len(block.skipped)
