@@ -11,7 +11,7 @@ from mongomock_motor import AsyncMongoMockClient
 
 from session_store_mongo import MongoSessionStore, StoredEntry
 from session_store_mongo.store import STREAM_BATCH
-from session_store_protocol import InvalidKeyError, SessionKey
+from session_store_protocol import InvalidKeyError, SessionKey, StoreClosedError
 from tests.support import CommandLog, encryption_settings, unique_name
 
 KEY: SessionKey = {"project_key": "proj", "session_id": "sess"}
@@ -139,3 +139,37 @@ async def test_closing_early_closes_the_cursor(
             if item.entry["n"] == 5:
                 break
     assert listener.names == ["find", "killCursors"]
+
+
+@pytest.mark.parametrize("after", [2**63, 10**30])
+def test_a_position_past_what_a_seq_can_be_is_refused_typed(after: int) -> None:
+    """A seq is a BSON int64: a bigger ``after`` is a typed error, not the driver's overflow."""
+    store = MongoSessionStore(client=AsyncMongoMockClient(), database="never")
+    with pytest.raises(InvalidKeyError, match="after must be a seq"):
+        store.iter_entries(KEY, after=after)
+    with pytest.raises(InvalidKeyError, match="after must be"):
+        store.follow(KEY, after=after)
+    with pytest.raises(InvalidKeyError, match="after must be"):
+        store.follow(KEY, after={None: after})
+
+
+async def test_the_highest_seq_is_a_position_past_the_end(store: MongoSessionStore) -> None:
+    """``after`` at the largest seq is accepted and yields nothing."""
+    await store.append(KEY, _entries(3))
+    assert await _all(store.iter_entries(KEY, after=2**63 - 1)) == []
+
+
+@pytest.mark.live
+async def test_closing_the_store_while_iterating_says_it_was_closed(mongo_url: str) -> None:
+    """The iterator's next read fails with ``StoreClosedError``, not as a server failure."""
+    store = MongoSessionStore(url=mongo_url, database=unique_name("closing"))
+    try:
+        await store.append(KEY, _entries(STREAM_BATCH + 5))
+        items = store.iter_entries(KEY)
+        assert (await anext(items)).seq == 1  # the first batch is read
+        await store.close()
+        with pytest.raises(StoreClosedError, match="iter_entries: this MongoSessionStore was"):
+            await _all(items)
+    finally:
+        async with MongoSessionStore(url=mongo_url, database=store.database) as cleaner:
+            await cleaner.client.drop_database(store.database)

@@ -71,7 +71,7 @@ from session_store_protocol.types import MAIN_SUBPATH, SessionStoreEntry
 from .client import Connection, client_facts, refused_to_user
 from .codec import decode_entry
 from .driver import maybe_await, pymongo_client
-from .layout import Collections
+from .layout import Collections, is_seq
 from .reader import StoredEntry, iter_stored, read_slots
 from .sealer import SEALED, Sealer, unseal
 from .summary import may_hold_entries
@@ -658,17 +658,14 @@ def _checked_position(after: Any) -> Position:
     """``after`` if it is a position, else ``InvalidKeyError`` saying what is."""
     if after is None or after == "end":
         return after  # type: ignore[no-any-return]
-    if isinstance(after, int) and not isinstance(after, bool) and after >= 0:
+    if is_seq(after):
         return after
     if isinstance(after, Mapping) and all(
-        (subpath is None or (isinstance(subpath, str) and subpath))
-        and isinstance(seq, int)
-        and not isinstance(seq, bool)
-        and seq >= 0
+        (subpath is None or (isinstance(subpath, str) and subpath)) and is_seq(seq)
         for subpath, seq in after.items()
     ):
         return after
     raise InvalidKeyError(
-        'follow: after must be None, "end", a seq >= 0, or a mapping of subpath '
-        "(None for the main transcript) to seq"
+        'follow: after must be None, "end", a seq (an int from 0 to 2**63-1), or a mapping of '
+        "subpath (None for the main transcript) to seq"
     )

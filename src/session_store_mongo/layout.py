@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from bson import ObjectId
 from pymongo import ASCENDING, IndexModel
@@ -52,8 +52,10 @@ __all__ = [
     "KEY_FIELDS",
     "KEY_INDEX",
     "LISTING_INDEX",
+    "MAX_SEQ",
     "Collections",
     "hole",
+    "is_seq",
     "key_fields",
 ]
 
@@ -74,6 +76,19 @@ LISTING_INDEX: Sequence[tuple[str, int]] = [
     ("session_id", ASCENDING),
 ]
 """A project's main transcripts (``subpath`` ``""``) side by side, for the listings."""
+
+
+MAX_SEQ = 2**63 - 1
+"""The highest sequence number: ``seq`` is stored as a BSON int64."""
+
+
+def is_seq(value: object) -> TypeGuard[int]:
+    """Whether ``value`` can be a stored ``seq``: an int (not a bool) from 0 to ``MAX_SEQ``.
+
+    Positions a caller passes back (``after``) are checked with it: a bigger int cannot be
+    sent in a query at all.
+    """
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SEQ
 
 
 def key_fields(key: SessionKey) -> dict[str, str]:

@@ -42,6 +42,7 @@ from session_store_protocol.errors import (
     InvalidKeyError,
     InvalidStoreOptionsError,
     StoreClosedError,
+    StoreUnavailableError,
 )
 from session_store_protocol.summaries import Fold, load_fold
 from session_store_protocol.types import (
@@ -64,7 +65,7 @@ from .codec import checked_mtime, epoch_ms
 from .driver import has_client_bulk_write
 from .encryption import EncryptionSettings, keyring_for
 from .follow import DEFAULT_RECONNECT_TIMEOUT, Follower, Position
-from .layout import DEFAULT_COLLECTION_PREFIX, Collections, key_fields
+from .layout import DEFAULT_COLLECTION_PREFIX, Collections, is_seq, key_fields
 from .ownership import check_owned
 from .reader import StoredEntry, iter_stored, read_entries
 from .sealer import SEALED, SUMMARY_SEALED, Sealer, key_destroyed
@@ -314,11 +315,20 @@ class MongoSessionStore:
 
     @contextlib.contextmanager
     def _operation(self, name: str) -> Iterator[None]:
-        """Refuse a closed store, and translate driver errors into typed errors naming ``name``."""
+        """Refuse a closed store, and translate driver errors into typed errors naming ``name``.
+
+        A call still running when the store is closed (an ``iter_entries`` being read) fails
+        with ``StoreClosedError`` too: its client went with the store, not the server.
+        """
         if self._closed or self._connection.closed:
             raise StoreClosedError("this MongoSessionStore is closed")
-        with self._connection.translate_errors(name):
-            yield
+        try:
+            with self._connection.translate_errors(name):
+                yield
+        except StoreUnavailableError:
+            if self._closed or self._connection.closed:
+                raise StoreClosedError(f"{name}: this MongoSessionStore was closed") from None
+            raise
 
     async def connect(self) -> None:
         """Check the server now (and create indexes unless disabled), instead of on first use.
@@ -480,8 +490,10 @@ class MongoSessionStore:
             KeyDestroyedError: ``forget`` destroyed the transcript's data key.
         """
         ident = key_fields(validate_key(key))
-        if after is not None and (type(after) is not int or after < 0):
-            raise InvalidKeyError(f"after must be a seq (an int >= 0) or None, got {after!r}")
+        if after is not None and not is_seq(after):
+            raise InvalidKeyError(
+                f"after must be a seq (an int from 0 to 2**63-1) or None, got {after!r}"
+            )
         return self._iter_entries(ident, after)
 
     async def _iter_entries(
