@@ -84,9 +84,10 @@ DEFAULT_BATCH = 500
 DEFAULT_JOBS = 2
 """Groups or files imported at once. Each job is a group of up to 1 MB of files (or one bigger
 file in batches), so two keep the server busy: one is prepared while the other is at the
-server. More only contend on the server: measured side by side on SecantusDB, 8 jobs took
-1.5x as long as 2 for 1,000 small sessions (the server burning twice the CPU for the same
-writes), and no less for 8 files of 2,000 entries."""
+server. More contended on the local test server: measured side by side on SecantusDB, 8 jobs
+took 1.5x as long as 2 for 1,000 small sessions (the server burning twice the CPU for the same
+writes), and no less for 8 files of 2,000 entries. Against a remote server, where each round
+trip waits on the network, more may pay (``--jobs``); not measured here."""
 _SHOW_PAGE = 200
 """Entries ``show`` renders at a time: a transcript of any length prints in bounded memory."""
 _MAX_ERRORS_SHOWN = 20
