@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
 
-from session_store_protocol.jsonl import json_line
+from session_store_protocol.jsonl import json_line, json_line_utf8
 
 # Each expected line is what Node.js 20 printed for JSON.stringify(JSON.parse(line)).
 STRINGIFIED: list[tuple[Any, str]] = [
@@ -59,6 +60,34 @@ def test_lone_surrogates_leave_valid_utf8() -> None:
     line = json_line({"t": "\ud83d", "pair": "\ud83d\ude00"})
     assert line.encode("utf-8") == b'{"t":"\\ud83d","pair":"\xf0\x9f\x98\x80"}'
     assert json.loads(line)["t"] == "\ud83d"
+
+
+@pytest.mark.parametrize(("value", "expected"), STRINGIFIED)
+def test_utf8_line_is_the_line_encoded(value: Any, expected: str) -> None:
+    """json_line_utf8 gives json_line's line as UTF-8 bytes, byte for byte."""
+    assert json_line_utf8(value) == expected.encode("utf-8")
+
+
+def test_mixed_surrogates_escape_alike_in_both_forms() -> None:
+    """Lone surrogates among pairs, text and a reversed pair: both forms agree with JavaScript."""
+    value = {"t": "a\ude00\ud83d\ude00b\ud83d\ud83d", "k\udc00": ["\udbff\udfff"]}
+    expected = '{"t":"a\\ude00\U0001f600b\\ud83d\\ud83d","k\\udc00":["\U0010ffff"]}'
+    assert json_line(value) == expected
+    assert json_line_utf8(value) == expected.encode("utf-8")
+
+
+def test_a_text_of_lone_surrogates_costs_no_object_per_character() -> None:
+    """Five hundred thousand lone surrogates cost a few copies of the line, not 60 bytes each."""
+    text = "\ud83d" * 500_000
+    tracemalloc.start()
+    try:
+        line = json_line_utf8({"t": text})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert line == b'{"t":"' + b"\\ud83d" * 500_000 + b'"}'
+    # The line is 3 MB; a substitution per character peaked near 40 MB.
+    assert peak < 4 * len(line)
 
 
 def test_non_finite_numbers_become_null() -> None:

@@ -170,15 +170,25 @@ async def _reassemble(
 ) -> SessionStoreEntry:
     """The entry whose parts the chunks collection holds for the stub's ``seq``."""
     seq, expected = stub["seq"], stub["chunked"]
-    cursor = collections.chunks.find({**ident, "seq": seq}).sort("part", ASCENDING)
-    parts = [
-        bytes((await unseal(sealer, ident, doc) if SEALED in doc else doc)["data"])
-        async for doc in cursor
-    ]
-    if len(parts) != expected:
+    # One part per reply (a part is 8 MB), each appended and dropped: the parts are never all
+    # held beside their join, nor the joined bytes beside the text decoded from them.
+    cursor = collections.chunks.find({**ident, "seq": seq}).sort("part", ASCENDING).batch_size(1)
+    joined = bytearray()
+    parts = 0
+    try:
+        async for doc in cursor:
+            opened = await unseal(sealer, ident, doc) if SEALED in doc else doc
+            joined += opened["data"]
+            parts += 1
+            del doc, opened
+    finally:
+        await maybe_await(cursor.close())
+    if parts != expected:
         raise StoreUnavailableError(
-            f"entry seq {seq} of {ident!r} is stored in {expected} chunks but {len(parts)} "
+            f"entry seq {seq} of {ident!r} is stored in {expected} chunks but {parts} "
             "were found (the transcript was deleted while being read?)"
         )
-    entry: SessionStoreEntry = json.loads(b"".join(parts))
+    text = joined.decode("utf-8", "surrogatepass")  # as json.loads decodes bytes
+    del joined
+    entry: SessionStoreEntry = json.loads(text)
     return entry

@@ -2,11 +2,15 @@ r"""Transcript lines written exactly as Claude Code writes them (JavaScript's ``
 
 Usage::
 
-    from session_store_protocol.jsonl import json_line
+    from session_store_protocol.jsonl import json_line, json_line_utf8
 
     with path.open("w", encoding="utf-8") as out:
         for entry in entries:
             out.write(json_line(entry) + "\n")
+    with path.open("wb") as out:                  # the same file, one copy fewer per line
+        for entry in entries:
+            out.write(json_line_utf8(entry))
+            out.write(b"\n")
 
 A line read with ``json.loads`` and written back with ``json_line`` is byte-equal to what
 Claude Code wrote: compact separators, non-ASCII characters kept as they are, the control
@@ -18,6 +22,11 @@ indexes (``"0"``, ``"17"``) first, ascending, then the others in their order.
 
 ``NaN`` and infinities become ``null``, as ``JSON.stringify`` writes them (no store accepts
 them; this only matters for data stored before they were refused).
+
+An entry of tens of megabytes costs its line and a few copies of it, never an object per
+character: a lone surrogate is escaped by the UTF-8 encoder's ``backslashreplace`` (which writes
+exactly ``\ud83d``), not by a substitution that builds a string per match (a text of five
+million lone surrogates took 400 MB that way).
 """
 
 from __future__ import annotations
@@ -27,9 +36,9 @@ import re
 from decimal import Decimal
 from typing import Any
 
-__all__ = ["json_line"]
+__all__ = ["json_line", "json_line_utf8"]
 
-_SURROGATES = re.compile("[\ud800-\udbff][\udc00-\udfff]|[\ud800-\udfff]")
+_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 _NUMBERS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?|NaN|-?Infinity)')
 """A string token (skipped whole, so digits inside text are never touched) or a number."""
 _FLOAT_HINT = re.compile(r"[:,\[]-?(?:\d+(?:\.0|(?:\.\d+)?e[-+]?\d+)|NaN|Infinity)[,\]}]")
@@ -50,14 +59,42 @@ def json_line(value: object) -> str:
         TypeError: ``value`` holds something JSON cannot (bytes, sets...).
         RecursionError: ``value`` nests deeper than the interpreter's recursion limit.
     """
+    text = _javascript_json(value)
+    if text.isascii() or not _SURROGATE.search(text):
+        return text
+    return _utf8(text).decode("utf-8")
+
+
+def json_line_utf8(value: object) -> bytes:
+    """``json_line(value)`` encoded as UTF-8 (no newline), without an intermediate copy.
+
+    Raises:
+        TypeError: ``value`` holds something JSON cannot (bytes, sets...).
+        RecursionError: ``value`` nests deeper than the interpreter's recursion limit.
+    """
+    return _utf8(_javascript_json(value))
+
+
+def _javascript_json(value: object) -> str:
+    """``JSON.stringify(value)``, but for lone surrogates, which are left as they are."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if _INDEX_KEY_HINT.search(text):  # rare: only then walk the value to reorder keys
         text = json.dumps(_index_keys_first(value), ensure_ascii=False, separators=(",", ":"))
     if _FLOAT_HINT.search(text) or not isinstance(value, (dict, list)):
         text = _NUMBERS.sub(_javascript_number, text)
-    if not text.isascii() and _SURROGATE.search(text):
-        text = _SURROGATES.sub(_surrogate, text)
     return text
+
+
+def _utf8(text: str) -> bytes:
+    r"""``text`` in UTF-8, a surrogate pair as its character and a lone one as ``\ud83d``.
+
+    Pairs (two code units in a Python string, as a decoded escape leaves them) are rare and
+    joined by a substitution; every surrogate left is one UTF-8 cannot encode, which
+    ``backslashreplace`` writes as JavaScript does, lowercase, inside the encoder.
+    """
+    if not text.isascii() and _SURROGATE_PAIR.search(text):
+        text = _SURROGATE_PAIR.sub(_joined_pair, text)
+    return text.encode("utf-8", "backslashreplace")
 
 
 def _is_index(key: object) -> bool:
@@ -83,11 +120,9 @@ def _index_keys_first(value: object) -> object:
     return top[0]
 
 
-def _surrogate(match: re.Match[str]) -> str:
-    pair = match.group()
-    if len(pair) == 2:  # a high and a low surrogate: one character, as JavaScript sees it
-        return pair.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
-    return f"\\u{ord(pair):04x}"
+def _joined_pair(match: re.Match[str]) -> str:
+    """A high and a low surrogate: one character, as JavaScript sees it."""
+    return match.group().encode("utf-16-le", "surrogatepass").decode("utf-16-le")
 
 
 def _javascript_number(match: re.Match[str]) -> str:

@@ -31,9 +31,9 @@ import unicodedata
 from collections.abc import AsyncIterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, BinaryIO, cast
 
-from session_store_protocol.jsonl import json_line
+from session_store_protocol.jsonl import json_line_utf8
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 
 __all__ = [
@@ -388,7 +388,7 @@ class ExportStaging:
             with contextlib.suppress(OSError):  # not empty: something was put in place there
                 directory.rmdir()
 
-    def _open(self, destination: Path) -> TextIO:
+    def _open(self, destination: Path) -> BinaryIO:
         parents = [destination.parent, *destination.parent.parents]
         self._created.extend(directory for directory in parents if not directory.exists())
         destination.parent.mkdir(parents=True, exist_ok=True)
@@ -396,7 +396,7 @@ class ExportStaging:
             prefix=f".{destination.name}.", dir=destination.parent
         )
         self._staged.append((Path(temporary), destination, 0))
-        return os.fdopen(descriptor, "w", encoding="utf-8", newline="\n")
+        return os.fdopen(descriptor, "wb")
 
     def _count(self, entries: int) -> None:
         temporary, destination, _ = self._staged[-1]
@@ -412,7 +412,7 @@ class ExportStaging:
         path = transcript_path(self._root, key)
         is_subagent = "subpath" in key
         metadata: SessionStoreEntry | None = None
-        stream: TextIO | None = None
+        stream: BinaryIO | None = None
         lines = 0
         try:
             async for entry in entries:
@@ -421,7 +421,8 @@ class ExportStaging:
                     continue
                 if stream is None:
                     stream = self._open(path)
-                stream.write(json_line(entry) + "\n")
+                stream.write(json_line_utf8(entry))  # no line + "\n": a copy of a huge entry
+                stream.write(b"\n")
                 lines += 1
         finally:
             if stream is not None:
@@ -430,7 +431,7 @@ class ExportStaging:
         if metadata is not None:
             sidecar = {name: value for name, value in metadata.items() if name != "type"}
             with self._open(_sidecar(path)) as stream:
-                stream.write(json_line(sidecar))
+                stream.write(json_line_utf8(sidecar))
             self._count(1)
 
     def existing(self) -> list[Path]:

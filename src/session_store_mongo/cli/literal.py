@@ -41,6 +41,12 @@ _UNSAFE_IN_JSON = re.compile(
     "[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]"
 )
 """What ``json.dumps`` leaves unescaped inside strings (it escapes C0 controls itself)."""
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSAFE_IN_JSON_ESCAPES = {
+    code: f"\\u{code:04x}" for code in range(0xD800) if _UNSAFE_IN_JSON.match(chr(code))
+}
+"""``_UNSAFE_IN_JSON`` but surrogates, as ``str.translate`` takes them: one pass, no object
+per character, for a text holding millions of them."""
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _ESCAPE_STYLE = "dim reverse"
 
@@ -88,6 +94,15 @@ def literal_json(value: Any, *, indent: int | None = None) -> str:
 
     ``json.dumps`` escapes C0 controls itself; the other unsafe characters can only sit inside
     strings (outside them JSON is ASCII), where a ``\uXXXX`` escape keeps the value unchanged.
+    Surrogates are escaped by the UTF-8 encoder's ``backslashreplace`` (``\ud83d``, as
+    ``\uXXXX`` reads), the rest by ``str.translate``: an entry of millions of them costs a few
+    copies of its text, not an object per character.
     """
     text = json.dumps(value, ensure_ascii=False, indent=indent)
-    return _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    if not _UNSAFE_IN_JSON.search(text):
+        return text
+    if _SURROGATE.search(text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        if not _UNSAFE_IN_JSON.search(text):
+            return text
+    return text.translate(_UNSAFE_IN_JSON_ESCAPES)
