@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -946,3 +947,83 @@ def test_project_defaults_to_the_current_directory(
     listed = invoke(*options, "list", "--json")
     assert listed.exit_code == 0, listed.output
     assert [row["session_id"] for row in json.loads(listed.stdout)] == [SECOND]
+
+
+def _interrupted_export(cli: LiveCli, tmp_path: Path, number: signal.Signals) -> tuple[int, str]:
+    """Signal an export of a 10,000-entry session; return its exit code and stderr.
+
+    The signal goes once the temporary file exists: the export is then seconds from done.
+    """
+    key: SessionKey = {"project_key": PROJECT, "session_id": "long"}
+    entries = [{"type": "user", "uuid": f"u{n}", "pad": "x" * 1000} for n in range(10_000)]
+    cli.store(lambda s: s.append(key, entries))
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "session_store_mongo.cli", *cli.global_options(),
+         "export", "long", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "MONGO_URL"},
+    )  # fmt: skip
+    try:
+        for _ in range(1200):  # a bound on the wait, not a timing
+            if list(out.rglob(".long.jsonl.*")) or process.poll() is not None:
+                break
+            time.sleep(0.01)
+        process.send_signal(number)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert stdout == ""
+    assert not out.exists() or not any(out.rglob("*")), list(out.rglob("*"))
+    return process.returncode, stderr
+
+
+@pytest.mark.live
+@pytest.mark.parametrize(("number", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_an_export_and_leaves_no_file(
+    cli: LiveCli, tmp_path: Path, number: signal.Signals, code: int
+) -> None:
+    """SIGINT or SIGTERM mid-export: one line, exit 128 + signal, no file, not even a temp one."""
+    returncode, stderr = _interrupted_export(cli, tmp_path, number)
+    assert returncode == code, stderr
+    assert stderr.splitlines() == ["error: export interrupted: no file was written or replaced"]
+
+
+@pytest.mark.live
+def test_sigterm_stops_show_even_blocked_on_a_full_pipe(cli: LiveCli) -> None:
+    """SIGTERM ends show --json with one line, exit 143; blocked on a full pipe, a second does."""
+    key: SessionKey = {"project_key": PROJECT, "session_id": "shown"}
+    cli.store(lambda s: s.append(key, [{"type": "user", "pad": "x" * 1000}] * 3000))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "session_store_mongo.cli", *cli.global_options(),
+         "show", "shown", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k != "MONGO_URL"},
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        process.stdout.read(1)  # printing has begun; nobody reads on, so the pipe fills
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=1)  # blocked in a write, the first one waits for it to end
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        assert process.stderr is not None
+        stderr = process.stderr.read()
+    finally:
+        process.kill()
+    assert process.returncode == 143, stderr
+    assert stderr.decode().splitlines() == [
+        "error: show interrupted: the transcript was printed in part"
+    ]
+
+
+def test_export_to_dash_is_a_usage_error(tmp_path: Path) -> None:
+    """--out - is refused (exit 2, one line): export writes a tree of files, not one stream."""
+    result = invoke("--url", NO_SERVER_URL, "export", "s", "--out", "-")
+    assert result.exit_code == 2, result.output
+    assert "--out -" in result.stderr
+    assert not (Path.cwd() / "-").exists()

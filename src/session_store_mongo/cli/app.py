@@ -287,6 +287,12 @@ def export_session(
 ) -> None:
     """Write a session (and its subagents) back in Claude Code's on-disk layout."""
     settings = _settings(ctx)
+    if str(out) == "-":  # stdout, to most tools: a tree of files cannot go there
+        settings.fail(
+            "--out - is not supported: export writes a directory of files (the session, its "
+            "subagents and their .meta.json); `show SESSION --json` prints the entries",
+            EXIT_USAGE,
+        )
     main_key = settings.session_key(session)
 
     async def run(store: MongoSessionStore) -> list[ExportFile]:
@@ -304,7 +310,9 @@ def export_session(
             return list(staging.commit())
 
     try:
-        files = settings.run(run)
+        files = settings.run(
+            run, interrupted=lambda: "export interrupted: no file was written or replaced"
+        )
     except LayoutError as exc:
         settings.fail(str(exc))
     if not files:
@@ -416,6 +424,7 @@ def show_session(
         async with contextlib.aclosing(store.iter_entries(key)) as items:
             async for item in items:
                 found = True
+                await asyncio.sleep(0)  # where Ctrl-C lands (see ExportStaging.transcript)
                 if as_json:
                     typer.echo(literal_json(item.entry))
                     continue
@@ -427,9 +436,13 @@ def show_session(
             settings.out.print(transcript_grid(page))
         return found
 
-    if not settings.run(run):
+    if not settings.run(run, interrupted=_show_interrupted):
         where = f"{session}/{subpath}" if subpath else session
         settings.fail(f"transcript {where} not found in project {key['project_key']}")
+
+
+def _show_interrupted() -> str:
+    return "show interrupted: the transcript was printed in part"
 
 
 def _print_item(settings: Settings, item: StoredEntry, *, as_json: bool, labelled: bool) -> None:
@@ -452,10 +465,11 @@ def _show_session_with_subagents(settings: Settings, key: SessionKey, *, as_json
             async with contextlib.aclosing(store.iter_entries(transcript)) as items:
                 async for item in items:
                     found = True
+                    await asyncio.sleep(0)  # where Ctrl-C lands (see ExportStaging.transcript)
                     _print_item(settings, item, as_json=as_json, labelled=True)
         return found
 
-    if not settings.run(run):
+    if not settings.run(run, interrupted=_show_interrupted):
         settings.fail(f"session {key['session_id']} not found in project {key['project_key']}")
 
 

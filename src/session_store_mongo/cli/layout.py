@@ -22,6 +22,7 @@ imports Typer, Rich or the SDK.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -424,6 +425,10 @@ class ExportStaging:
                 stream.write(json_line_utf8(entry))  # no line + "\n": a copy of a huge entry
                 stream.write(b"\n")
                 lines += 1
+                # Where Ctrl-C lands: a reader's await completes without yielding while its
+                # batch is buffered, and PyMongo's reads (wait_for, before Python 3.12) drop a
+                # cancellation that arrives as one completes.
+                await asyncio.sleep(0)
         finally:
             if stream is not None:
                 stream.close()

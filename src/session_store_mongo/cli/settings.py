@@ -13,8 +13,9 @@ line on stderr that names the command (``error: list: ...``): exit 1 for store a
 failures, exit 2 for usage errors; passwords are scrubbed and the text is shown literally
 (``literal``). A failure on the server (unreachable, a wrong password, an operation refused to
 the user) is told as the command's, with the host and the cause, never the library call's.
-Ctrl-C in a command that says what it leaves behind (``run(..., interrupted=...)``) prints that
-on one line and exits 130.
+Ctrl-C (SIGINT) or SIGTERM in a command that says what it leaves behind (``run(...,
+interrupted=...)``) prints that on one line and exits 128 + the signal's number (130, 143),
+after the command's cleanup ran (an export's temporary files are removed).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import asyncio
 import logging
 import math
 import re
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -68,8 +70,8 @@ T = TypeVar("T")
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-"""Ctrl-C: the shell's convention (128 + SIGINT)."""
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+"""Ctrl-C: the shell's convention (128 + SIGINT); SIGTERM exits 128 + SIGTERM (143)."""
 MIN_TIMEOUT_SECONDS = 0.1
 MAX_TIMEOUT_SECONDS = 3600.0
 MAX_RECONNECT_SECONDS = 86400.0
@@ -198,9 +200,10 @@ class Settings:
             operation: The command's work, given the open store.
             writes: The command writes, so it creates missing indexes first, unless
                 ``--no-create-indexes``. Reading never creates indexes (a read-only user can).
-            interrupted: On Ctrl-C, called for the one line to print on stderr (what the
-                command leaves behind, and how to go on) before exit 130. ``None``: Ctrl-C
-                propagates as ``KeyboardInterrupt``, for a command whose normal end it is.
+            interrupted: On Ctrl-C or SIGTERM, called for the one line to print on stderr
+                (what the command leaves behind, and how to go on) before exit 130 or 143.
+                ``None``: either signal propagates as ``KeyboardInterrupt``, for a command
+                whose normal end it is.
         """
         if not self.url:
             self.fail("no MongoDB URL: pass --url or set MONGO_URL", EXIT_USAGE)
@@ -226,17 +229,24 @@ class Settings:
                 assert self.encryption_config is not None  # only an encrypted store raises it
                 raise settings_file_fault(self.encryption_config, exc) from None
             async with store:
-                return await operation(store)
+                with _StopOnSignals() as stop:
+                    try:
+                        return await operation(store)
+                    except asyncio.CancelledError:
+                        if stop.signal is None:
+                            raise
+                        raise _Interrupted(stop.signal) from None
 
         library_log = logging.getLogger("session_store_mongo")
         warning_lines = _WarningLines(self)
         library_log.addHandler(warning_lines)
         try:
             return asyncio.run(run())
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, _Interrupted) as exc:
             if interrupted is None:
-                raise
-            self.fail(interrupted(), EXIT_INTERRUPTED)
+                raise KeyboardInterrupt from None
+            number = exc.signal if isinstance(exc, _Interrupted) else signal.SIGINT
+            self.fail(interrupted(), 128 + number)
         except (InvalidStoreOptionsError, InvalidKeyError) as exc:
             # The options or arguments given: a usage error.
             self.fail(f"{self.command}: {exc}", EXIT_USAGE)
@@ -256,6 +266,64 @@ class Settings:
                 "--no-create-indexes)"
             )
         return text
+
+
+class _Interrupted(Exception):
+    """The command's work was stopped by a signal (SIGINT or SIGTERM)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(signal.Signals(number).name)
+        self.signal = number
+
+
+class _StopOnSignals:
+    """Cancel the running task on SIGINT or SIGTERM, again until the cancellation lands.
+
+    Once is not enough: ``asyncio.wait_for`` before Python 3.12, which PyMongo awaits around
+    reads, drops a cancellation that arrives as its read completes, and an export then ran to
+    its end. So the task is cancelled again every ``_RECANCEL_SECONDS`` until the caller
+    catches the ``CancelledError``. SIGTERM, which would otherwise kill the process on the
+    spot, thereby ends a command the way Ctrl-C does, cleanup included. A second signal ends it
+    at once, wherever the process is (a write to a pipe nobody reads blocks the event loop, so
+    a cancellation cannot reach it there).
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    _RECANCEL_SECONDS = 0.1
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        """The first signal received, if any."""
+        self._task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
+        self._done = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopOnSignals:
+        for number in self._SIGNALS:
+            self._previous[number] = signal.signal(number, self._received)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done = True
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        # Taken back, so that closing the store afterwards is not treated as cancelled.
+        uncancel = getattr(self._task, "uncancel", None)  # Python 3.11+
+        while self.signal is not None and uncancel is not None and uncancel():
+            pass
+
+    def _received(self, number: int, frame: object) -> None:
+        if self.signal is not None:
+            raise _Interrupted(self.signal)
+        self.signal = number
+        self._loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
+        if self._done or self._task is None or self._task.done():
+            return
+        self._task.cancel()
+        self._loop.call_later(self._RECANCEL_SECONDS, self._cancel)
 
 
 def _failure(exc: Exception) -> str:
