@@ -80,13 +80,13 @@ async def test_three_commands_for_any_number_of_transcripts(
     """Three commands for any number: create the documents, insert the entries, settle.
 
     A store without encryption settings reads first, once per project, whether the project is
-    encrypted (it then refuses to create transcripts in clear).
+    encrypted (it then refuses to create transcripts in clear): one indexed read per mark.
     """
     new, log = counted
     await new.connect()
     log.clear()
     assert await new.append_new([(_key(n), _entries(f"e{n}", 3)) for n in range(20)]) == [3] * 20
-    assert log.names == ["find", "insert", "insert", "update"]
+    assert log.names == ["find", "find", "insert", "insert", "update"]
     doc = await store_collection(new.client, new, "sessions").find_one(key_fields(_key(7)))
     assert doc["settled"] == doc["seq"] == doc["count"] == doc["summary_seq"] == 3
     assert "pending_since" not in doc

@@ -301,6 +301,57 @@ async def test_store_without_settings_refuses_new_transcripts_of_an_encrypted_pr
         await plain.append({"project_key": "other", "session_id": "s2"}, entries("other"))
 
 
+async def _only_forgotten_project(mongo_url: str, database: str, project: str) -> None:
+    """A project whose one mark is ``forgotten``: a subagent transcript (no summary), forgotten."""
+    async with encrypted(mongo_url, database) as store:
+        await store.append({**SUB, "project_key": project}, entries("sub"))
+        assert (await store.forget(project)).transcripts == 1
+
+
+@pytest.mark.live
+async def test_store_without_settings_refuses_a_project_whose_transcripts_are_forgotten(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
+) -> None:
+    """A forgotten transcript marks its project encrypted, with no sealed summary in it."""
+    await _only_forgotten_project(mongo_url, database, PROJECT)
+    sessions = live_client[database][DEFAULT_COLLECTION_PREFIX + "sessions"]
+    assert await sessions.count_documents({"summary_sealed": {"$exists": True}}) == 0
+    new: SessionKey = {"project_key": PROJECT, "session_id": "s2"}
+    async with MongoSessionStore(url=mongo_url, database=database) as plain:
+        with pytest.raises(EncryptionKeyError, match=r"project 'acme' is encrypted: .* acme/s2"):
+            await plain.append(new, entries("new"))
+        with pytest.raises(EncryptionKeyError, match="acme/s2"):
+            await plain.append_new([(new, entries("new"))])
+    assert await sessions.count_documents({"session_id": "s2"}) == 0
+
+
+@pytest.mark.live
+async def test_refusal_holds_for_transcripts_stored_before_the_marks_were_indexed(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
+) -> None:
+    """Without the partial indexes the answer is read from the documents; opening builds them."""
+    async with encrypted(mongo_url, database) as store:
+        await store.append(KEY, entries("main"))  # a sealed summary
+    await _only_forgotten_project(mongo_url, database, "gone")
+    sessions = live_client[database][DEFAULT_COLLECTION_PREFIX + "sessions"]
+    marks = {"session_sealed", "session_forgotten"}
+    for name in marks:  # as a store written before these indexes existed holds them
+        await sessions.drop_index(name)
+    news: list[SessionKey] = [
+        {"project_key": PROJECT, "session_id": "s2"},
+        {"project_key": "gone", "session_id": "s2"},
+    ]
+    for create_indexes in (False, True):  # a fresh client each: indexes ensured once per client
+        async with MongoSessionStore(
+            url=mongo_url, database=database, create_indexes=create_indexes
+        ) as plain:
+            for new in news:
+                with pytest.raises(EncryptionKeyError, match=f"{new['project_key']}/s2"):
+                    await plain.append(new, entries("new"))
+        assert (marks <= set(await sessions.index_information())) is create_indexes
+    assert await sessions.count_documents({"session_id": "s2"}) == 0
+
+
 @pytest.mark.live
 async def test_forgotten_transcript_refuses_appends_new_sessions_start_afresh(
     mongo_url: str, database: str, live_client: AsyncMongoClient[Any]

@@ -299,3 +299,42 @@ async def test_every_query_is_planned_on_the_store_indexes(
         except AssertionError as exc:
             problems.append(str(exc).splitlines()[0])
     assert not problems, "\n".join(problems)
+
+
+async def test_encrypted_project_check_reads_none_of_the_clear_transcripts(
+    recorded: tuple[MongoSessionStore, CommandLog],
+) -> None:
+    """Whether a project is encrypted: one partial index a mark, empty for a clear project.
+
+    A store without encryption settings asks before it creates a transcript. Each query must be
+    planned on its mark's partial index as a whole (no part explained instead), and examine no
+    key and no document of the project's clear transcripts, however many there are.
+    """
+    store, log = recorded
+    await store.append_new(
+        [({"project_key": "plans", "session_id": f"c{n}"}, _entries(f"c{n}", 1)) for n in range(20)]
+    )
+    log.clear()
+    await store.append(MAIN, _entries("m", 1))  # creates a transcript: the check runs first
+    marks = {"summary_sealed": "session_sealed", "forgotten": "session_forgotten"}
+    checks = [
+        query
+        for command in log.commands
+        for query in _queries(command)
+        if query.command == "find" and set(query.filter) & set(marks)
+    ]
+    assert [next(iter(set(q.filter) & set(marks))) for q in checks] == list(marks)
+    for query in checks:
+        [mark] = set(query.filter) & set(marks)
+        reply = await store.client[store.database].command(
+            "explain", query.explain_target(query.filter), verbosity="executionStats"
+        )
+        stages = list(_stages(reply["queryPlanner"]))
+        where = f"{query.filter}: {[s['stage'] for s in stages]}"
+        assert "COLLSCAN" not in {s["stage"] for s in stages}, where
+        [ixscan] = [s for s in stages if s["stage"] == "IXSCAN"]
+        assert ixscan["indexName"] == marks[mark], where
+        assert list(ixscan["keyPattern"]) == ["project_key"], where
+        assert query.filter["project_key"] == "plans", where
+        stats = reply["executionStats"]
+        assert (stats["totalKeysExamined"], stats["totalDocsExamined"]) == (0, 0), where

@@ -25,7 +25,10 @@ so that no common application's ``sessions`` is ours; ``""`` gives version 0.1's
   followers end on a change), and for main transcripts ``summary``,
   ``summary_seq``, ``summary_version`` and ``summary_at``. Unique index ``session_key`` on
   (key); index ``session_listing`` on (``project_key``, ``subpath``, ``session_id``) for the
-  listings of a project's main transcripts; index ``session_mtime`` on ``mtime``.
+  listings of a project's main transcripts; index ``session_mtime`` on ``mtime``; partial
+  indexes ``session_sealed`` and ``session_forgotten`` on ``project_key``, holding only the
+  documents with a sealed summary or marked forgotten (``ENCRYPTION_MARKS``), so that whether a
+  project is encrypted is read without reading its clear transcripts.
 - ``{prefix}entry_chunks``: parts of entries larger than one BSON document. Unique index
   ``chunk_part`` on (key, ``seq``, ``part``).
 
@@ -40,15 +43,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, TypeGuard
 
-from bson import ObjectId
+from bson import Binary, ObjectId
 from pymongo import ASCENDING, IndexModel
 
 from session_store_protocol.types import SessionKey, key_parts
 
 __all__ = [
     "DEFAULT_COLLECTION_PREFIX",
+    "ENCRYPTION_MARKS",
     "KEY_FIELDS",
     "KEY_INDEX",
     "LISTING_INDEX",
@@ -77,6 +82,18 @@ LISTING_INDEX: Sequence[tuple[str, int]] = [
 ]
 """A project's main transcripts (``subpath`` ``""``) side by side, for the listings."""
 
+ENCRYPTION_MARKS: Mapping[str, Mapping[str, Any]] = {
+    "session_sealed": {"summary_sealed": {"$gte": Binary(b"")}},
+    "session_forgotten": {"forgotten": {"$gte": datetime(1, 1, 1, tzinfo=timezone.utc)}},
+}
+"""What marks a transcript of an encrypted project, by the partial index that holds such ones.
+
+A sealed summary (always binary data: the smallest is ``Binary(b"")``) or a ``forgotten``
+stamp (always a date ``forget`` took from the server). A range rather than ``$exists``:
+SecantusDB uses a partial index only for a query that implies its filter by equality or range,
+and ``$exists`` is neither; MongoDB uses it for either. A query must repeat a condition as it
+is here to be planned on its index.
+"""
 
 MAX_SEQ = 2**63 - 1
 """The highest sequence number: ``seq`` is stored as a BSON int64."""
@@ -134,6 +151,10 @@ class Collections:
                 IndexModel(KEY_INDEX, name="session_key", unique=True),
                 IndexModel(LISTING_INDEX, name="session_listing"),
                 IndexModel([("mtime", ASCENDING)], name="session_mtime"),
+                *(
+                    IndexModel(KEY_INDEX[:1], name=name, partialFilterExpression=mark)
+                    for name, mark in ENCRYPTION_MARKS.items()
+                ),
             ]
         )
         await self.chunks.create_indexes(

@@ -46,7 +46,7 @@ from session_store_protocol.validation import entry_uuid
 
 from .codec import PreparedEntry, epoch_ms
 from .encryption import KeyNotFoundError, Keyring
-from .layout import Collections
+from .layout import ENCRYPTION_MARKS, Collections
 
 __all__ = [
     "SEALED",
@@ -196,19 +196,18 @@ def key_destroyed(
 
 
 async def is_encrypted(sessions: Any, project_key: str) -> bool:
-    """Whether the project holds encrypted transcripts: one read of its session documents.
+    """Whether the project holds encrypted transcripts: up to two indexed reads.
 
     A transcript written under a data key has a sealed summary (a main transcript, where
-    claude-agent-sdk folds one), or was forgotten.
+    claude-agent-sdk folds one), or was forgotten. Each read walks the partial index of its mark
+    (``layout.ENCRYPTION_MARKS``), which holds none of the project's clear transcripts: the
+    cost does not grow with them. Without those indexes (``create_indexes=False`` before
+    ``ensure_indexes``) the answer is the same, read from the project's documents.
     """
-    found = await sessions.find_one(
-        {
-            "project_key": project_key,
-            "$or": [{SUMMARY_SEALED: {"$exists": True}}, {"forgotten": {"$exists": True}}],
-        },
-        {"_id": 1},
-    )
-    return found is not None
+    for mark in ENCRYPTION_MARKS.values():
+        if await sessions.find_one({"project_key": project_key, **mark}, {"_id": 1}) is not None:
+            return True
+    return False
 
 
 def clear_refused(ident: Mapping[str, str]) -> EncryptionKeyError:
