@@ -62,3 +62,20 @@ def test_quick_benchmark_writes_table_and_plot_and_loses_nothing(
     assert all(cell.startswith("yes") for cell in verdicts), verdicts
     seed_rows = [line for line in report.splitlines() if line.startswith("| seed design")]
     assert any("failed appending" in row for row in seed_rows)  # the 16 MB limit, as designed
+
+
+@pytest.mark.live
+def test_encrypted_check_script_compares_both_checks_and_they_agree(mongo_url: str) -> None:
+    """`benchmarks/encrypted_check.py` prints its table; old and new check agree in each state."""
+    sizes = ["--sessions", "30", "--repeats", "1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.encrypted_check", "--url", mongo_url, *sizes],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    verdicts = _correct_cells(done.stdout)
+    assert verdicts == ["yes"] * 3, done.stdout

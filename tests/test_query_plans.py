@@ -311,9 +311,8 @@ async def test_encrypted_project_check_reads_none_of_the_clear_transcripts(
     key and no document of the project's clear transcripts, however many there are.
     """
     store, log = recorded
-    await store.append_new(
-        [({"project_key": "plans", "session_id": f"c{n}"}, _entries(f"c{n}", 1)) for n in range(20)]
-    )
+    clear: list[SessionKey] = [{"project_key": "plans", "session_id": f"c{n}"} for n in range(20)]
+    await store.append_new([(key, _entries(key["session_id"], 1)) for key in clear])
     log.clear()
     await store.append(MAIN, _entries("m", 1))  # creates a transcript: the check runs first
     marks = {"summary_sealed": "session_sealed", "forgotten": "session_forgotten"}
