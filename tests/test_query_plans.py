@@ -22,6 +22,9 @@ A sort is accepted there only above an index whose keys are the filter's equalit
 the sort's fields, which MongoDB walks in order. Its ``explain`` of a ``findAndModify`` on the
 key reports one key examined, though the command itself scans (README, "What limits the
 figures"): what is checked is the plan, which is what MongoDB runs.
+
+The check whether a project is encrypted is held to more, with no part explained instead: each
+of its queries on its mark's partial index, examining nothing of a clear project.
 """
 
 from __future__ import annotations
