@@ -1,11 +1,16 @@
-"""``append_new``: many new transcripts stored whole in three round trips, exactly as appends."""
+"""``append_new``: many new transcripts stored whole in three round trips, exactly as appends.
+
+On the server both ways: in one transaction, and step by step (``transactions=False``).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
+import bson
 import pytest
 from claude_agent_sdk import fold_session_summary
 from mongomock_motor import AsyncMongoMockClient
@@ -29,25 +34,50 @@ def _entries(prefix: str, n: int) -> list[Any]:
     ]
 
 
-@pytest.fixture(params=["mongomock", pytest.param("live", marks=pytest.mark.live)])
+_LIVE = pytest.mark.live
+_STEPS = ["mongomock", pytest.param("steps", marks=_LIVE)]
+
+
+@pytest.fixture(params=[*_STEPS, pytest.param("transaction", marks=_LIVE)])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[MongoSessionStore]:
-    """A store in process (mongomock) and on the server."""
+    """A store in process (mongomock, step by step) and on the server, both ways."""
+    async for opened in _opened(request):
+        yield opened
+
+
+@pytest.fixture(params=_STEPS)
+async def store_in_steps(request: pytest.FixtureRequest) -> AsyncIterator[MongoSessionStore]:
+    """A store that creates transcripts step by step (mongomock, ``transactions=False``)."""
+    async for opened in _opened(request):
+        yield opened
+
+
+async def _opened(request: pytest.FixtureRequest) -> AsyncIterator[MongoSessionStore]:
     database = unique_name("new")
     if request.param == "mongomock":
         yield MongoSessionStore(client=AsyncMongoMockClient(), database=database)
         return
-    live = MongoSessionStore(url=request.getfixturevalue("mongo_url"), database=database)
+    live = MongoSessionStore(
+        url=request.getfixturevalue("mongo_url"),
+        database=database,
+        transactions=request.param == "transaction",
+    )
     yield live
     await live.client.drop_database(database)
     await live.close()
 
 
-@pytest.fixture
-async def counted(mongo_url: str) -> AsyncIterator[tuple[MongoSessionStore, CommandLog]]:
-    """A store on the server whose client records its commands."""
+@pytest.fixture(params=[True, False], ids=["transaction", "steps"])
+async def counted(
+    mongo_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[tuple[MongoSessionStore, CommandLog]]:
+    """A store on the server whose client records its commands, both ways."""
     log = CommandLog()
     live = MongoSessionStore(
-        url=mongo_url, database=unique_name("new"), client_options={"event_listeners": [log]}
+        url=mongo_url,
+        database=unique_name("new"),
+        client_options={"event_listeners": [log]},
+        transactions=request.param,
     )
     yield live, log
     await live.client.drop_database(live.database)
@@ -75,21 +105,113 @@ async def test_new_transcripts_are_stored_and_settled_as_appends(
 
 @pytest.mark.live
 async def test_three_commands_for_any_number_of_transcripts(
-    counted: tuple[MongoSessionStore, CommandLog],
+    counted: tuple[MongoSessionStore, CommandLog], request: pytest.FixtureRequest
 ) -> None:
-    """Three commands for any number: create the documents, insert the entries, settle.
+    """Three commands for any number of transcripts, and each document ends settled.
 
-    A store without encryption settings reads first, once per project, whether the project is
+    In a transaction: insert the documents settled, insert the entries, commit. Step by step
+    (``transactions=False``): create the documents, insert the entries, settle them. A store
+    without encryption settings reads first, once per project, whether the project is
     encrypted (it then refuses to create transcripts in clear): one indexed read per mark.
     """
     new, log = counted
     await new.connect()
     log.clear()
     assert await new.append_new([(_key(n), _entries(f"e{n}", 3)) for n in range(20)]) == [3] * 20
-    assert log.names == ["find", "find", "insert", "insert", "update"]
+    last = "commitTransaction" if request.node.callspec.params["counted"] else "update"
+    assert log.names == ["find", "find", "insert", "insert", last]
     doc = await store_collection(new.client, new, "sessions").find_one(key_fields(_key(7)))
     assert doc["settled"] == doc["seq"] == doc["count"] == doc["summary_seq"] == 3
     assert "pending_since" not in doc
+
+
+@pytest.mark.live
+async def test_a_transaction_stores_what_the_steps_store(mongo_url: str) -> None:
+    """The same transcripts through a transaction and step by step: the same documents.
+
+    Counts, sizes, positions and the folded summary are what the settling compare-and-set
+    writes; only ids and clocks differ (and the random ``dedupe`` of an entry without uuid).
+    """
+    used = datetime(2025, 5, 1, 12, 0, tzinfo=timezone.utc)
+    batches = [
+        NewTranscript(
+            _key(n), [*_entries(f"e{n}", n + 1), {"type": "x", "payload": "\u2028 \ud800"}], used
+        )
+        for n in range(4)
+    ]
+    batches.append(
+        NewTranscript({**_key(9), "subpath": "subagents/agent-a"}, _entries("sub", 2), used)
+    )
+    stores = [
+        MongoSessionStore(url=mongo_url, database=unique_name("new"), transactions=way)
+        for way in (True, False)
+    ]
+    clocks = {"_id": 0, "created": 0, "settled_at": 0, "summary_at": 0, "reserved_by": 0}
+    try:
+        seen = []
+        for store in stores:
+            assert await store.append_new(batches) == [len(b) for _, b, _ in batches]
+            sessions = store_collection(store.client, store, "sessions")
+            entries = store_collection(store.client, store, "entries")
+            seen.append(
+                (
+                    await sessions.find({}, clocks, sort=[("session_id", 1)]).to_list(),
+                    await entries.find(
+                        {}, {"_id": 0, "dedupe": 0}, sort=[("session_id", 1), ("seq", 1)]
+                    ).to_list(),
+                )
+            )
+        assert seen[0] == seen[1]
+        assert len(seen[0][0]) == 5
+        assert len(seen[0][1]) == sum(len(b) for _, b, _ in batches)
+    finally:
+        for store in stores:
+            await store.client.drop_database(store.database)
+            await store.close()
+
+
+@pytest.mark.live
+async def test_an_append_during_the_transaction_waits_for_it(
+    mongo_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ``append`` to a transcript the transaction is creating waits, then appends after it.
+
+    It does not see the uncommitted document; creating its own, it waits on the transaction's
+    key until the commit, then finds the transcript whole and appends after it: its entries
+    the transaction stored are skipped, the others follow, every count exact.
+    """
+    store = MongoSessionStore(url=mongo_url, database=unique_name("new"))
+    key, other = _key(0), _key(1)
+    created = _entries("first", 3)
+    appended = [*created[1:], *_entries("then", 2)]
+    racing: list[asyncio.Task[None]] = []
+    try:
+        await store.connect()
+        entries = store._wired.collections.entries
+        insert_many = entries.insert_many
+
+        async def racing_insert(*args: Any, **kwargs: Any) -> Any:
+            if not racing:  # the transaction's insert: the document is in, uncommitted
+                racing.append(asyncio.create_task(store.append(key, appended)))
+                await asyncio.sleep(0.5)  # the append is at the server, waiting on our key
+                assert not racing[0].done()
+            return await insert_many(*args, **kwargs)
+
+        monkeypatch.setattr(entries, "insert_many", racing_insert)
+        assert await store.append_new([(key, created), (other, _entries("alone", 2))]) == [3, 2]
+        monkeypatch.undo()
+        await racing[0]
+        assert await store.load(key) == [*created, *_entries("then", 2)]
+        sessions = store_collection(store.client, store, "sessions")
+        doc = await sessions.find_one(key_fields(key))
+        assert (doc["settled"], doc["count"], doc["summary_seq"]) == (doc["seq"], 5, doc["seq"])
+        [summary] = [
+            s for s in await store.list_session_summaries("bulk") if s["session_id"] == "s0"
+        ]
+        assert summary["data"]["last_prompt"] == "then 1"
+    finally:
+        await store.client.drop_database(store.database)
+        await store.close()
 
 
 async def test_a_transcript_that_exists_is_left_alone(
@@ -162,7 +284,8 @@ async def test_a_settlement_on_the_key_does_what_the_plain_one_does(
     Each document state is written four times, one copy settled each way the store sends a
     settlement: plain, and on the key through an update, a client ``bulkWrite`` (an append's
     settling) and a ``findAndModify`` (a catch-up's). The copies end equal (but for the
-    server's clock), and each form reports a change for the same states.
+    server's clock), and each form reports a change for the same states. Where it applies,
+    ``Settlement.applied`` (a new document, inserted settled) computes the same document.
     """
     client: Any = AsyncMongoClient(mongo_url)
     collection = client[unique_name("onkey")]["sessions"]
@@ -194,6 +317,11 @@ async def test_a_settlement_on_the_key_does_what_the_plain_one_does(
             assert {name: after[name] for name in ends[3]} == ends[3]
             dated = [await collection.find_one(ident) for ident in idents]
             assert len({"settled_at" in doc for doc in dated}) == 1, state
+            if applied.modified_count:  # what append_new's transaction inserts instead
+                inserted = settlement.applied({**plain, **state})
+                assert ("settled_at" in inserted) == ("settled_at" in dated[0])
+                kept = {name: value for name, value in inserted.items() if name not in clockless}
+                assert bson.decode(bson.encode(kept)) == ends[0], state
     finally:
         await client.drop_database(collection.database.name)
         await client.close()
@@ -216,15 +344,18 @@ async def test_an_mtime_that_is_no_datetime_is_refused_as_set_mtime_refuses_it(
 
 
 async def test_a_transcript_whose_whole_batch_another_writer_stored_first_is_settled(
-    store: MongoSessionStore, monkeypatch: pytest.MonkeyPatch
+    store_in_steps: MongoSessionStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every entry refused because another writer stored it first: the block still settles.
 
     Two imports of one file at once: ``append_new`` creates the transcript, and an ``append``
     of the same entries lands before its insert. Its numbers get holes; the transcript is
     settled at once (not after the lease), counted once, and listed with its summary.
+    (A transaction leaves no such window: see the test of an append during one.)
     """
     from session_store_mongo import append as append_module
+
+    store = store_in_steps
 
     key, other = _key(0), _key(1)
     entries = _entries("raced", 4)

@@ -10,6 +10,7 @@ hits one step of an append, in the order the store takes them: ``reserve`` (the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -405,15 +406,37 @@ async def test_new_transcripts_of_a_failed_insert_are_fenced(
     The caller's retry then finds those transcripts existing and appends to them: every entry
     is stored once, the counts and summaries exact, nothing waits for the lease.
     """
-    store = faulty.stores[False, False]
-    keys = [_key() for _ in range(3)]
-    batches = [(key, transcript_batch(key["session_id"], 0, 3)) for key in keys]
-    # The documents' insert passes; the entries' insert fails (and the driver's retry of it).
-    await fail_command(faulty.admin, ["insert"], times=times, skip=1, **failpoint)
-    with pytest.raises(StoreUnavailableError):
-        await store.append_new(batches)
-    await failpoint_off(faulty.admin)
-    assert await store.append_new(batches) == [None, None, None]
+    async with _stepwise(faulty) as store:
+        keys = [_key() for _ in range(3)]
+        batches = [(key, transcript_batch(key["session_id"], 0, 3)) for key in keys]
+        # The documents' insert passes; the entries' insert fails (and the driver's retry).
+        await fail_command(faulty.admin, ["insert"], times=times, skip=1, **failpoint)
+        with pytest.raises(StoreUnavailableError):
+            await store.append_new(batches)
+        await failpoint_off(faulty.admin)
+        assert await store.append_new(batches) == [None, None, None]
+        await _assert_whole_after_appending(faulty, store, batches)
+
+
+@contextlib.asynccontextmanager
+async def _stepwise(faulty: Faulty) -> AsyncIterator[MongoSessionStore]:
+    """A store on the faulty server that creates new transcripts step by step."""
+    store = MongoSessionStore(
+        url=faulty.proxy.url,
+        database=faulty.stores[False, False].database,
+        client_options={"serverSelectionTimeoutMS": 5000},
+        transactions=False,
+    )
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def _assert_whole_after_appending(
+    faulty: Faulty, store: MongoSessionStore, batches: list[tuple[SessionKey, list[Any]]]
+) -> None:
+    """Append each batch again: every entry is there once, counts and summaries exact."""
     for key, batch in batches:
         await store.append(key, batch)
         loaded = await store.load(key)
@@ -421,8 +444,78 @@ async def test_new_transcripts_of_a_failed_insert_are_fenced(
         doc = await store_collection(faulty.admin, store, "sessions").find_one(key_fields(key))
         assert doc["settled"] == doc["seq"] == doc["summary_seq"]
         assert doc["count"] == 3
-        [summary] = await store.list_session_summaries(key["project_key"])
+        summaries = await store.list_session_summaries(key["project_key"])
+        [summary] = [item for item in summaries if item["session_id"] == key["session_id"]]
         assert summary["data"] == fold_session_summary(None, key, loaded or [])["data"]
+
+
+@dataclass(frozen=True)
+class TransactionFault:
+    """One way ``append_new``'s transaction can fail, and what must follow."""
+
+    command: str
+    failpoint: dict[str, Any] | None
+    """``failCommand`` data, or ``None`` for replies lost after the command ran."""
+    times: int = 1
+    skip: int = 0
+    raises: bool = False
+    """Whether the caller gets ``StoreUnavailableError`` (else the steps take over)."""
+    committed: bool = False
+    """Whether the transcripts exist after a raise (the commit ran, its replies were lost)."""
+
+
+TRANSACTION_FAULTS = {
+    # The entries' insert (after the documents') fails: aborted; created step by step.
+    "insert-refused": TransactionFault("insert", _FATAL, skip=1),
+    "insert-dropped": TransactionFault("insert", _CLOSE, skip=1),
+    # The commit is refused, or dropped and so is its retry: it never ran, nothing is there.
+    "commit-refused": TransactionFault("commitTransaction", _FATAL, raises=True),
+    "commit-dropped-twice": TransactionFault("commitTransaction", _CLOSE, times=2, raises=True),
+    # The commit ran, its replies were lost: everything is there, whole.
+    "commit-reply-lost-twice": TransactionFault(
+        "commitTransaction", None, times=2, raises=True, committed=True
+    ),
+}
+
+
+@live
+@pytest.mark.parametrize("name", TRANSACTION_FAULTS)
+async def test_a_failed_transaction_leaves_all_or_nothing(faulty: Faulty, name: str) -> None:
+    """``append_new`` in a transaction: whatever fails, every transcript is whole or absent.
+
+    A failure before the commit aborts it, and the steps store the transcripts instead. A
+    commit that fails is raised: nothing is listed, or (its replies lost) everything is,
+    counted and summarised; calling again creates them, or finds them existing; a commit that
+    never ran does not hold their keys (the session is ended on the server).
+    """
+    fault = TRANSACTION_FAULTS[name]
+    store = faulty.stores[False, False]
+    project = unique_name("proj")
+    keys: list[SessionKey] = [
+        {"project_key": project, "session_id": unique_name("sess")} for _ in range(3)
+    ]
+    batches = [(key, transcript_batch(key["session_id"], 0, 3)) for key in keys]
+    if fault.failpoint is None:
+        faulty.proxy.lose_replies(fault.command, times=fault.times)
+    else:
+        await fail_command(
+            faulty.admin, [fault.command], times=fault.times, skip=fault.skip, **fault.failpoint
+        )
+    try:
+        if fault.raises:
+            with pytest.raises(StoreUnavailableError):
+                await store.append_new(batches)
+        else:
+            assert await store.append_new(batches) == [3, 3, 3]
+    finally:
+        await failpoint_off(faulty.admin)
+        faulty.proxy.lose_replies(fault.command, times=0)
+    listed = {item["session_id"] for item in await store.list_sessions(project)}
+    created = not fault.raises or fault.committed
+    assert listed == ({key["session_id"] for key in keys} if created else set())
+    again = await asyncio.wait_for(store.append_new(batches), 20)
+    assert again == ([None] * 3 if created else [3, 3, 3])
+    await _assert_whole_after_appending(faulty, store, batches)
 
 
 async def test_unreachable_server_is_named_without_password(

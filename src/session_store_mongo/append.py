@@ -30,6 +30,12 @@ duplicate ``uuid``: a retried batch) falls back to step 3 on its own, sending th
 (entries already inserted come back as duplicates of their own ``_id``: stored), then step 4.
 The settling goes along only when it is the block's to do without help: next in line, no writer
 reserved behind it (whose block the full step 4 would settle too), no entry in chunks.
+
+New transcripts (``append_new``, for imports) skip the reservation: a document is created with
+its numbers ``1..n`` taken. Where the deployment takes transactions, each document is inserted
+already settled and folded, as step 4 would leave it, in one transaction with the entries: all
+or nothing, so no count can ever claim an entry that is not stored, and no settling is sent.
+Elsewhere (or if the transaction is refused) the steps run apart: create reserved, insert, settle.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ from session_store_protocol.validation import validate_entries, validate_key
 
 from .client import ClientFacts, Connection
 from .codec import PreparedEntry, checked_mtime, prepare_entry
+from .driver import maybe_await
 from .layout import Collections, hole, key_fields
 from .sealer import Sealer, clear_refused, is_encrypted, key_destroyed
 from .summary import Settlement, Summaries
@@ -95,6 +102,7 @@ class Appender:
         max_entry_bytes: int | None,
         sealer: Sealer | None = None,
         bulk_write: bool = True,
+        transactions: bool = True,
     ) -> None:
         self._collections = collections
         self._connection = connection
@@ -102,6 +110,7 @@ class Appender:
         self._max_entry_bytes = max_entry_bytes
         self._sealer = sealer
         self._bulk_write = bulk_write
+        self._transactions = transactions
 
     async def append(
         self,
@@ -166,13 +175,15 @@ class Appender:
         *,
         ready: Callable[[], Awaitable[ClientFacts]],
     ) -> list[int | None]:
-        """Store transcripts that do not exist yet, whole: three round trips for them all.
+        """Store transcripts that do not exist yet, whole, for them all at once.
 
-        One ``insert_many`` creates each transcript's document with its numbers ``1..n``
-        reserved (``Block.create``; a transcript that exists is left untouched), one more
-        inserts every block's entries (``insert_together``), and one ``bulk_write`` settles each
-        block with the compare-and-set ``append`` would send for it. A block with a refused
-        entry (a ``uuid`` twice) is inserted again and settled on its own, as ``append`` does.
+        Where the deployment takes transactions (a replica set or a sharded cluster), one
+        transaction creates every transcript's document already settled and folded, and
+        inserts every entry (``_create_whole``): three commands, and nothing is ever left in
+        between. Elsewhere, or when that transaction is refused (a transcript exists, a
+        ``uuid`` repeats in a batch, another writer came first), three steps, each an append's
+        own (``_create``). Either way a transcript that exists is left untouched, and an entry
+        whose ``uuid`` repeats in its batch is stored once, as ``append`` stores it.
 
         Returns:
             Per transcript: the entries stored, or ``None`` if it existed already.
@@ -181,8 +192,9 @@ class Appender:
             InvalidKeyError, InvalidEntryError: A malformed key or entry; nothing written.
             KeyDestroyedError: A transcript or its session was forgotten, and sealing it would
                 need a fresh data key; nothing written.
-            StoreUnavailableError: The server failed; created transcripts are fenced and
-                settled with what landed, and count as existing if the call is made again.
+            StoreUnavailableError: The server failed. Transcripts created step by step are
+                fenced and settled with what landed; a transaction's are all there or none
+                is. Those created count as existing if the call is made again.
         """
         cleaned = [
             (
@@ -194,46 +206,124 @@ class Appender:
         ]
         facts = await ready()
         assert facts.max_bson is not None  # learned by ready()
-        planned: list[tuple[SessionKey, dict[str, str], list[PreparedEntry], datetime]] = []
-        for key, batch, mtime in cleaned:
-            prepared = [
-                prepare_entry(index, entry, facts.max_bson, self._max_entry_bytes)
-                for index, entry in enumerate(batch)
-            ]
-            planned.append((key, key_fields(key), prepared, mtime))
+        planned = [
+            (
+                key,
+                Block.new(
+                    self._collections,
+                    self._connection,
+                    key_fields(key),
+                    [
+                        prepare_entry(index, entry, facts.max_bson, self._max_entry_bytes)
+                        for index, entry in enumerate(batch)
+                    ],
+                    mtime,
+                ),
+            )
+            for key, batch, mtime in cleaned
+        ]
         if self._sealer is not None:
-            for _, ident, prepared, _ in planned:
-                await self._sealer.seal_batch(ident, prepared)
-        wanted = [plan for plan in planned if plan[2]]
-        news = [(ident, prepared, mtime) for _, ident, prepared, mtime in wanted]
+            for _, block in planned:
+                await self._sealer.seal_batch(block.ident, block.entries)
+        wanted = [(key, block) for key, block in planned if block.entries]
         if self._sealer is None:
-            await self._refuse_clear([ident for ident, _, _ in news])
-        blocks = await Block.create(self._collections, self._connection, news)
-        keyed = [(plan[0], block) for plan, block in zip(wanted, blocks, strict=True) if block]
+            await self._refuse_clear([block.ident for _, block in wanted])
+        whole = self._transactions and facts.transactions
+        if whole and not any(block.chunked for _, block in wanted):
+            whole = await self._create_whole(wanted, facts)
+        created = [block for _, block in wanted] if whole else await self._create(wanted, facts)
+        stored = {id(block): len(block.entries) - len(block.skipped) for block in created if block}
+        return [stored.get(id(block)) if block.entries else 0 for _, block in planned]
+
+    async def _create_whole(
+        self, keyed: Sequence[tuple[SessionKey, Block]], facts: ClientFacts
+    ) -> bool:
+        """Create new transcripts whole in one transaction: all or nothing, whatever fails.
+
+        No crash point can leave a count without its entries, so each document is inserted
+        settled and folded, as the settling compare-and-set would leave it
+        (``Settlement.applied``), next to its entries; no settling is sent.
+
+        Returns:
+            Whether it committed. If not, nothing was written (a transcript exists already, a
+            ``uuid`` repeats in a batch, another writer touched one of the keys, the
+            connection broke before the commit, or the deployment takes no transactions after
+            all, which is remembered): ``_create`` then sorts it out.
+
+        Raises:
+            PyMongoError: The commit's outcome is unknown (its reply was lost, and that of
+                the driver's retry): every transcript was created whole, or none was.
+        """
+        documents = []
+        for key, block in keyed:
+            settlement = await self._summaries.settlement(key, block)
+            assert settlement is not None  # a new transcript's block is next in line
+            documents.append(settlement.applied(block.session))
+        entries = [document for _, block in keyed for document in block.documents()]
+        client = self._collections.database.client
+        session = await maybe_await(client.start_session())
         try:
-            stored = await insert_together([block for _, block in keyed])
+            try:
+                await maybe_await(session.start_transaction())
+                await self._collections.sessions.insert_many(documents, session=session)
+                await self._collections.entries.insert_many(entries, session=session)
+            except PyMongoError as exc:
+                if _no_transactions(exc):
+                    facts.transactions = False
+                return False  # ``end_session`` aborts it
+            try:
+                await session.commit_transaction()
+            except PyMongoError as exc:
+                # A commit that never ran would hold its keys until the server's lifetime
+                # limit (60 s on MongoDB), and a driver may not abort after a commit: end the
+                # session on the server, which aborts it (nothing, if it was committed).
+                with contextlib.suppress(PyMongoError):
+                    await client.admin.command({"killSessions": [session.session_id]})
+                if exc.has_error_label("TransientTransactionError"):
+                    return False  # aborted: nothing was written
+                raise
+        finally:
+            await maybe_await(session.end_session())  # aborts a transaction left open
+        return True
+
+    async def _create(
+        self, keyed: Sequence[tuple[SessionKey, Block]], facts: ClientFacts
+    ) -> list[Block | None]:
+        """Create new transcripts step by step: three commands, each an append's own step.
+
+        One ``insert_many`` creates the documents, numbers reserved (``Block.create``), one
+        inserts every block's entries (``insert_together``), one ``bulk_write`` settles the
+        blocks (``_settle_together``); a block with a refused entry is inserted again and
+        settled on its own, as ``append`` does.
+
+        Returns:
+            Per block: itself if created (``skipped`` set), ``None`` if it existed already.
+
+        Raises:
+            PyMongoError, StoreUnavailableError: The server failed; created blocks are
+                fenced and settled with what landed before the error is raised.
+        """
+        blocks = await Block.create([block for _, block in keyed])
+        created = [(key, block) for (key, _), block in zip(keyed, blocks, strict=True) if block]
+        try:
+            stored = await insert_together([block for _, block in created])
         except (PyMongoError, StoreUnavailableError):
-            landed = [await self._settle_failed(key, block) for key, block in keyed]
+            landed = [await self._settle_failed(key, block) for key, block in created]
             if not all(landed):
                 raise
-            # Every entry landed after all, and every block is settled.
-        else:
-            whole = [
-                (key, block)
-                for (key, block), fresh in zip(keyed, stored, strict=True)
-                if len(fresh) == len(block.entries)
-            ]
-            together = facts.commands and await self._settle_together(whole)
-            for (key, block), fresh in zip(keyed, stored, strict=True):
-                # A block with refused entries (uuids another writer stored first, all of
-                # them even) is settled on its own: that decides the refused entries' numbers.
-                if not together or len(fresh) < len(block.entries):
-                    await self._summaries.settle_own(key, block, fresh)
-        counts: dict[int, int | None] = {
-            id(plan[2]): None if block is None else len(plan[2]) - len(block.skipped)
-            for plan, block in zip(wanted, blocks, strict=True)
-        }
-        return [counts.get(id(plan[2]), 0) for plan in planned]
+            return blocks  # every entry landed after all, and every block is settled
+        whole = [
+            (key, block)
+            for (key, block), fresh in zip(created, stored, strict=True)
+            if len(fresh) == len(block.entries)
+        ]
+        together = facts.commands and await self._settle_together(whole)
+        for (key, block), fresh in zip(created, stored, strict=True):
+            # A block with refused entries (uuids another writer stored first, all of them
+            # even) is settled on its own: that decides the refused entries' numbers.
+            if not together or len(fresh) < len(block.entries):
+                await self._summaries.settle_own(key, block, fresh)
+        return blocks
 
     async def _refuse_clear(self, idents: Sequence[dict[str, str]]) -> None:
         """Without encryption settings: refuse to create a transcript of an encrypted project.
@@ -426,56 +516,58 @@ class Block:
         return docs
 
     @classmethod
-    async def create(
+    def new(
         cls,
         collections: Collections,
         connection: Connection,
-        transcripts: Sequence[tuple[dict[str, str], list[PreparedEntry], datetime]],
-    ) -> list[Block | None]:
-        """Create new transcripts' documents, each with its numbers ``1..n`` reserved.
+        ident: dict[str, str],
+        entries: list[PreparedEntry],
+        mtime: datetime,
+    ) -> Block:
+        """The block of a transcript not created yet: ``entries`` on numbers ``1..n``.
 
-        ``transcripts`` are each one's key fields, entries and last-write time.
+        Its document (``session``, not stored yet) is what a reservation leaves: numbers
+        reserved, none settled, ``pending_since`` for the lease; ``mtime`` is its last write.
+        """
+        token = ObjectId()
+        now = datetime.now(timezone.utc)
+        session = {
+            **ident,
+            "seq": len(entries),
+            "settled": 0,
+            "summary_version": 0,
+            "count": 0,
+            "bytes": 0,
+            "reserved_by": token,
+            "pending_since": now,
+            "created": now,
+            "mtime": mtime,
+        }
+        return cls(collections, connection, ident, entries, token, session)
+
+    @staticmethod
+    async def create(blocks: Sequence[Block]) -> list[Block | None]:
+        """Create the documents of new transcripts' blocks (``Block.new``), reserved, not settled.
 
         One unordered ``insert_many``: a transcript whose document exists already fails on
-        ``session_key`` and is left as it is (``None``). A created document is what a
-        reservation leaves: numbers reserved, none settled, ``pending_since`` for the lease.
+        ``session_key`` and is left as it is (``None``).
 
         Raises:
             PyMongoError: The insert failed as a whole; whatever it created waits for the
                 lease, as a reservation whose writer died does.
         """
-        now = datetime.now(timezone.utc)
-        tokens = [ObjectId() for _ in transcripts]
-        documents = [
-            {
-                **ident,
-                "seq": len(entries),
-                "settled": 0,
-                "summary_version": 0,
-                "count": 0,
-                "bytes": 0,
-                "reserved_by": token,
-                "pending_since": now,
-                "created": now,
-                "mtime": mtime,
-            }
-            for (ident, entries, mtime), token in zip(transcripts, tokens, strict=True)
-        ]
         existing: set[int] = set()
-        if documents:
+        if blocks:
             try:
-                await collections.sessions.insert_many(documents, ordered=False)
+                await blocks[0].collections.sessions.insert_many(
+                    [block.session for block in blocks], ordered=False
+                )
             except BulkWriteError as exc:
                 for error in exc.details.get("writeErrors", []):
                     if error.get("code") != _DUPLICATE_KEY:
                         raise
                     existing.add(error["index"])
-        return [
-            None if index in existing else cls(collections, connection, ident, entries, token, doc)
-            for index, ((ident, entries, _), token, doc) in enumerate(
-                zip(transcripts, tokens, documents, strict=True)
-            )
-        ]
+        return [None if n in existing else block for n, block in enumerate(blocks)]
 
     async def insert(self) -> list[PreparedEntry]:
         """Insert the batch unordered; return the entries stored (duplicates are skipped)."""
@@ -717,6 +809,16 @@ def _new_transcript(
 
 _COMMAND_NOT_FOUND = 59
 _DUPLICATE_KEY = 11000
+_ILLEGAL_OPERATION = 20
+_NOT_SUPPORTED_IN_TRANSACTION = 263
+
+
+def _no_transactions(exc: PyMongoError) -> bool:
+    """Whether the server refused a transaction as such (a standalone server, say)."""
+    return isinstance(exc, OperationFailure) and exc.code in (
+        _ILLEGAL_OPERATION,
+        _NOT_SUPPORTED_IN_TRANSACTION,
+    )
 
 
 def _command_not_found(exc: OperationFailure) -> bool:

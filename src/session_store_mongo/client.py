@@ -352,6 +352,9 @@ class ClientFacts:
     commands: bool = True
     """Whether the client sends commands: mongomock's cannot (nor its ``bulk_write`` take
     PyMongo's ``UpdateOne``); learned with ``max_bson``."""
+    transactions: bool = False
+    """Whether the deployment takes multi-document transactions (a replica set member or a
+    ``mongos``); learned with ``max_bson``, and turned off if the server refuses one after all."""
 
 
 _FACTS: dict[int, ClientFacts] = {}

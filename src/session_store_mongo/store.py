@@ -175,6 +175,7 @@ class MongoSessionStore:
         summary_lease_ms: int = DEFAULT_LEASE_MS,
         encryption: EncryptionSettings | None = None,
         bulk_write: bool = True,
+        transactions: bool = True,
     ) -> None:
         """Create a store; nothing connects until the first operation (or ``connect()``).
 
@@ -199,6 +200,9 @@ class MongoSessionStore:
             bulk_write: Where the server takes the ``bulkWrite`` command (MongoDB 8.0+), send
                 an append's entries and the write that settles them as one ordered command:
                 2 round trips instead of 3. ``False`` always sends them separately.
+            transactions: Where the deployment takes transactions (a replica set or a sharded
+                cluster), ``append_new`` creates transcripts whole in one transaction, their
+                documents already settled. ``False`` always creates them step by step.
 
         Raises:
             InvalidStoreOptionsError: Not exactly one of ``client``, ``url`` and
@@ -231,6 +235,7 @@ class MongoSessionStore:
         self._summary_lease_ms = summary_lease_ms
         self._encryption = encryption
         self._bulk_write = bulk_write
+        self._transactions = transactions
         self._wiring: _Wiring | None = None
         if encryption is not None:  # refuse a missing extra or a bad master key now
             keyring_for(encryption, connection.client)
@@ -282,6 +287,7 @@ class MongoSessionStore:
                 max_entry_bytes=self._max_entry_bytes,
                 sealer=sealer,
                 bulk_write=self._bulk_write,
+                transactions=self._transactions,
             )
             self._wiring = _Wiring(client, collections, sealer, summaries, appender)
         return self._wiring
@@ -391,7 +397,7 @@ class MongoSessionStore:
         return facts
 
     async def _learn_server(self, facts: ClientFacts) -> None:
-        """Ask the server its document size limit and whether it takes ``bulkWrite``."""
+        """Ask the server its document size limit, whether it takes ``bulkWrite``, transactions."""
         client = self._connection.client
         try:
             hello = await self._collections.database.command("hello")
@@ -401,6 +407,9 @@ class MongoSessionStore:
             return
         wire = int(hello.get("maxWireVersion", 0))
         facts.bulk_write = wire >= _BULK_WRITE_WIRE_VERSION and has_client_bulk_write(client)
+        facts.transactions = "logicalSessionTimeoutMinutes" in hello and (
+            "setName" in hello or hello.get("msg") == "isdbgrid"
+        )
         facts.max_bson = int(hello.get("maxBsonObjectSize", _DEFAULT_MAX_BSON))
 
     # -- append ----------------------------------------------------------------------------
@@ -427,8 +436,11 @@ class MongoSessionStore:
         """Store transcripts that do not exist yet, each whole, in three round trips for all.
 
         For bulk loads (``session-store-mongo import`` of many small transcripts), where an
-        ``append`` per transcript would pay its round trips for each. One insert creates every
-        transcript's document with its sequence numbers reserved, one inserts all the entries,
+        ``append`` per transcript would pay its round trips for each. Where the deployment
+        takes transactions, one transaction inserts every transcript's document already
+        settled (counts and summary) and all the entries: all or nothing. Elsewhere (or when
+        that transaction is refused: a transcript exists, a ``uuid`` repeats) one insert
+        creates the documents with their sequence numbers reserved, one inserts the entries,
         one ``bulk_write`` settles each transcript with the compare-and-set ``append`` sends
         for one. A transcript that exists already is left untouched: append to it as usual.
         An entry whose ``uuid`` repeats within a transcript is skipped, as ``append`` skips it.
@@ -447,9 +459,9 @@ class MongoSessionStore:
             InvalidStoreOptionsError: An ``mtime`` that is not a ``datetime``; nothing written.
             KeyDestroyedError: A transcript, or its session, was forgotten and its tenant has
                 no data key since; nothing written (``append`` each: the others are taken).
-            StoreUnavailableError: The server failed. What landed is settled; calling again
-                reports the transcripts created as existing (append to them: uuids stored are
-                skipped).
+            StoreUnavailableError: The server failed. What landed is settled (a transaction
+                lands whole or not at all); calling again reports the transcripts created as
+                existing (append to them: uuids stored are skipped).
         """
         with self._operation("append"):
             return await self._wired.appender.append_new(transcripts, ready=self._ready)

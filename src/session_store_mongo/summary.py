@@ -386,6 +386,28 @@ class Settlement:
         holds = {"$set": {_HOLDS: {"$and": conditions}}}
         return filter_, [holds, {"$set": fields}, {"$project": {_HOLDS: 0}}]
 
+    def applied(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """``doc`` as the update leaves it, for a document not stored yet (nothing to compare).
+
+        ``append_new`` inserts a new transcript's document settled in the transaction that
+        inserts its entries: the same fields this compare-and-set would write.
+        """
+        now = datetime.now(timezone.utc)
+        result = dict(doc)
+        for operator, changes in self.update.items():
+            for name, value in changes.items():
+                if operator == "$set":
+                    result[name] = value
+                elif operator == "$inc":
+                    result[name] = result.get(name, 0) + value
+                elif operator == "$unset":
+                    result.pop(name, None)
+                elif operator == "$currentDate":
+                    result[name] = now
+                else:
+                    raise ValueError(f"no value for {operator} on {name}")
+        return result
+
 
 _HOLDS = "settlement_holds"
 """The field ``Settlement.on_key`` holds its conditions' outcome in while its update runs."""
