@@ -57,6 +57,9 @@ NO_QUERY = {
     "getMore",  # continues a planned find or aggregate
     "killCursors",
     "endSessions",
+    "commitTransaction",  # append_new's transaction: its inserts were its writes
+    "abortTransaction",
+    "killSessions",
 }
 """Commands that carry no query to plan."""
 
