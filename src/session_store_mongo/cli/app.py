@@ -42,7 +42,7 @@ from session_store_protocol.errors import (
     SummariesUnavailableError,
 )
 from session_store_protocol.summaries import load_fold_in_background
-from session_store_protocol.types import SessionKey, SessionListSubkeysKey, SessionStoreEntry
+from session_store_protocol.types import SessionKey, SessionListSubkeysKey
 
 from ..builder import validate_database_name
 from ..client import Connection
@@ -58,6 +58,7 @@ from .importer import Importer, ImportReport
 from .layout import ExportFile, ExportStaging, LayoutError, Transcript, find_transcripts
 from .literal import literal, literal_json, visible
 from .render import (
+    TranscriptPages,
     import_summary,
     interrupted_import,
     kinds_tables,
@@ -88,8 +89,6 @@ server. More contended on the local test server: measured side by side on Secant
 took 1.5x as long as 2 for 1,000 small sessions (the server burning twice the CPU for the same
 writes), and no less for 8 files of 2,000 entries. Against a remote server, where each round
 trip waits on the network, more may pay (``--jobs``); not measured here."""
-_SHOW_PAGE = 200
-"""Entries ``show`` renders at a time: a transcript of any length prints in bounded memory."""
 _MAX_ERRORS_SHOWN = 20
 
 app = typer.Typer(
@@ -395,7 +394,11 @@ def show_session(
         ),
     ] = None,
 ) -> None:
-    """Print a transcript: messages, tool calls and shortened tool results."""
+    """Print a transcript: messages, tool calls and shortened tool results.
+
+    A message longer than 10,000 characters is cut there, with a line saying how much was
+    left out: --json prints every entry whole.
+    """
     settings = _settings(ctx)
     key = settings.session_key(session, subpath)
     if subagents and subpath is not None:
@@ -419,7 +422,7 @@ def show_session(
 
     async def run(store: MongoSessionStore) -> bool:
         """Print the entries as they stream in; return whether there were any."""
-        page: list[SessionStoreEntry] = []
+        pages = TranscriptPages()
         found = False
         async with contextlib.aclosing(store.iter_entries(key)) as items:
             async for item in items:
@@ -427,13 +430,10 @@ def show_session(
                 await asyncio.sleep(0)  # where Ctrl-C lands (see ExportStaging.transcript)
                 if as_json:
                     typer.echo(literal_json(item.entry))
-                    continue
-                page.append(item.entry)
-                if len(page) == _SHOW_PAGE:
-                    settings.out.print(transcript_grid(page))
-                    page = []
-        if page:
-            settings.out.print(transcript_grid(page))
+                elif (page := pages.add(item.entry)) is not None:
+                    settings.out.print(page)
+        if (page := pages.rest()) is not None:
+            settings.out.print(page)
         return found
 
     if not settings.run(run, interrupted=_show_interrupted):

@@ -2,18 +2,29 @@
 
 Usage::
 
-    from session_store_mongo.cli.render import sessions_table, transcript_grid
+    from session_store_mongo.cli.render import TranscriptPages, sessions_table, transcript_grid
 
     console.print(sessions_table(project, rows))
-    console.print(transcript_grid(entries))
+    console.print(transcript_grid(entries))      # a few entries, one grid
+
+    pages = TranscriptPages()                    # a transcript of any length and entry size
+    for entry in entries:
+        if (page := pages.add(entry)) is not None:
+            console.print(page)
+    if (page := pages.rest()) is not None:
+        console.print(page)
 
 Every cell and title is a Rich ``Text`` made by ``literal``: stored text, ids, project keys and
-error messages print as they are, never as markup or terminal control sequences.
+error messages print as they are, never as markup or terminal control sequences. A transcript's
+message is cut after ``BODY_CHARS`` characters, with a line saying how many were left out and
+that ``show --json`` prints it whole: rendering megabytes into a table costs memory and minutes,
+and nobody reads them there.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -30,6 +41,10 @@ from .importer import ImportReport
 from .literal import literal
 
 __all__ = [
+    "BODY_CHARS",
+    "PAGE_CHARS",
+    "PAGE_ROWS",
+    "TranscriptPages",
     "human_bytes",
     "import_summary",
     "interrupted_import",
@@ -43,6 +58,15 @@ __all__ = [
     "transcript_grid",
 ]
 
+BODY_CHARS = 10_000
+"""Characters of one entry's text ``show`` prints: a few screens of prose, more than a message
+typed or answered usually holds. The rest of a longer one (a pasted file, a tool's megabytes)
+is left out, and a line says how much."""
+PAGE_ROWS = 200
+"""Entries rendered into one grid at most: a grid is laid out whole before it prints."""
+PAGE_CHARS = 200_000
+"""Characters rendered into one grid at most (a grid of long entries ends before ``PAGE_ROWS``):
+with ``BODY_CHARS``, what a page costs is bounded whatever the entries' sizes."""
 _RESULT_CHARS = 200
 _ARGUMENT_CHARS = 60
 _TITLE_CHARS = 80
@@ -53,6 +77,9 @@ _METADATA_FIELDS = {
     "type", "uuid", "parentUuid", "timestamp", "sessionId", "cwd", "version", "gitBranch",
     "userType", "isSidechain",
 }  # fmt: skip
+_WORD = re.compile(r"\S+")
+"""What ``str.split()`` splits out: ``\\s`` is ``str.isspace``."""
+_CUT_STYLE = "dim italic"
 _LABEL_STYLE = "bold magenta"
 _ROLE_STYLES = {"user": "bold cyan", "assistant": "bold green"}
 
@@ -85,8 +112,21 @@ def _row(table: Table, *cells: str, style: str | None = None) -> None:
 
 
 def _shorten(text: str, limit: int = _RESULT_CHARS) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """``text`` on one line (each run of whitespace one space), cut to ``limit`` with ``…``.
+
+    Only the words the cut keeps are copied: a tool result of megabytes costs its first
+    words, not a list of all of them.
+    """
+    words: list[str] = []
+    length = -1
+    for word in _WORD.finditer(text):
+        start, end = word.span()
+        words.append(text[start : min(end, start + limit)])
+        length += 1 + end - start
+        if length > limit:
+            break
+    flat = " ".join(words)
+    return flat if length <= limit else flat[: limit - 1] + "…"
 
 
 # -- kinds, import, prune ----------------------------------------------------------------------
@@ -265,34 +305,99 @@ def _block_line(block: Any) -> str:
     return _as_json(block)
 
 
+def _clipped(lines: Iterable[str]) -> Text:
+    r"""``lines`` joined by newlines, shown literally, cut after ``BODY_CHARS`` characters.
+
+    The cut is made in the stored text, before ``literal`` escapes it: an escape such as
+    ``\x1b`` or ``\ud83d`` is whole or absent, never half there. A line in a dimmed style
+    then says how many characters were left out and where to see them all. Only what is kept
+    is copied: a line of megabytes is counted, not joined.
+    """
+    kept: list[str] = []
+    shown = total = 0
+    for number, line in enumerate(lines):
+        separator = "\n" if number else ""
+        total += len(separator) + len(line)
+        if shown < BODY_CHARS:
+            piece = separator + line[: BODY_CHARS - shown - len(separator)]
+            kept.append(piece)
+            shown += len(piece)
+    body = literal("".join(kept), multiline=True)
+    left_out = total - shown
+    if left_out:
+        characters = "character" if left_out == 1 else "characters"
+        body.append(
+            f"\n… {left_out:,} more {characters} not shown: show --json prints this entry whole",
+            style=_CUT_STYLE,
+        )
+    return body
+
+
 def _entry_row(entry: SessionStoreEntry, label: str | None) -> tuple[Text, Text]:
     kind = entry.get("type", "?")
     message: Any = entry.get("message")
     content = message.get("content") if isinstance(message, dict) else None
     if kind in ("user", "assistant") and isinstance(content, (str, list, dict)):
         role = _as_text(message.get("role", kind))
-        body = "\n".join(_content_lines(content))
+        body = _clipped(_content_lines(content))
     else:  # not a message, or one without content to read: its fields as JSON
         role = kind
-        body = _as_json(
-            {name: value for name, value in entry.items() if name not in _METADATA_FIELDS}
-        )
+        fields = {name: value for name, value in entry.items() if name not in _METADATA_FIELDS}
+        body = _clipped([_as_json(fields)])
     shown_role = literal(_shorten(role, _ROLE_CHARS), style=_ROLE_STYLES.get(role, "dim"))
     if label is not None:
         shown_role = literal(label, style=_LABEL_STYLE) + " " + shown_role
-    return shown_role, literal(body, multiline=True)
+    return shown_role, body
 
 
-def transcript_grid(entries: Iterable[SessionStoreEntry], *, subpath: str | None = None) -> Table:
-    """A transcript, one row per entry: role, then text, tool calls and shortened results.
+def _grid(rows: Iterable[tuple[Text, Text]]) -> Table:
+    """Rows of a transcript in a grid.
 
-    Entries of a subagent transcript (``subpath``) carry its name before the role. Grids of
-    consecutive pages line up: the role column is as wide as ``assistant`` at least.
+    Grids of consecutive pages line up: the role column is as wide as ``assistant`` at least.
     """
-    label = subpath.rsplit("/", 1)[-1] if subpath is not None else None
     grid = Table.grid(padding=(0, 2))
     grid.add_column(no_wrap=True, min_width=len("assistant"))
     grid.add_column()
-    for entry in entries:
-        grid.add_row(*_entry_row(entry, label))
+    for row in rows:
+        grid.add_row(*row)
     return grid
+
+
+def transcript_grid(entries: Iterable[SessionStoreEntry], *, subpath: str | None = None) -> Table:
+    """A few entries of a transcript, one row each: role, then text, tool calls, short results.
+
+    A text longer than ``BODY_CHARS`` is cut. A transcript of any length goes through
+    ``TranscriptPages``, which prints it page by page. Entries of a subagent transcript
+    (``subpath``) carry its name before the role.
+    """
+    label = subpath.rsplit("/", 1)[-1] if subpath is not None else None
+    return _grid(_entry_row(entry, label) for entry in entries)
+
+
+class TranscriptPages:
+    """A transcript in grids (pages) of at most ``PAGE_ROWS`` rows and ``PAGE_CHARS`` characters.
+
+    Each entry is rendered (and cut) as it is added, and only its row is kept: a transcript of
+    any length, whatever its entries' sizes, prints in bounded memory.
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[Text, Text]] = []
+        self._chars = 0
+
+    def add(self, entry: SessionStoreEntry) -> Table | None:
+        """Add one entry; return the page it completes, to print now, else ``None``."""
+        row = _entry_row(entry, None)
+        self._rows.append(row)
+        self._chars += len(row[0]) + len(row[1])
+        if len(self._rows) < PAGE_ROWS and self._chars < PAGE_CHARS:
+            return None
+        return self.rest()
+
+    def rest(self) -> Table | None:
+        """The rows added since the last page, as a page; ``None`` when there are none."""
+        if not self._rows:
+            return None
+        page = _grid(self._rows)
+        self._rows, self._chars = [], 0
+        return page
