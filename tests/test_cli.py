@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pymongo import MongoClient
@@ -24,7 +24,7 @@ from pymongo import MongoClient
 from session_store_mongo import MongoSessionStore
 from session_store_mongo.cli import INSTALL_HINT, main
 from session_store_mongo.cli.layout import compute_project_key
-from session_store_protocol import SessionKey
+from session_store_protocol import SessionKey, SessionStoreEntry
 from tests.cli_support import (
     FIXTURE_FILES,
     LIBRARY_CALLS,
@@ -605,6 +605,80 @@ def test_show_streams_a_transcript_longer_than_a_page(cli: LiveCli) -> None:
     assert re.findall(r"line-(\d+)\.", shown.stdout) == [str(n) for n in range(450)]
     as_json = cli("show", "long", "--json")
     assert [json.loads(line) for line in as_json.stdout.splitlines()] == entries
+
+
+PEAK_MEMORY_REPORTER = r"""
+import re, sys
+from session_store_mongo.cli import main
+try:
+    main()
+finally:
+    with open("/proc/self/status") as status:
+        peak = re.search(r"VmHWM:\s+(\d+) kB", status.read()).group(1)
+    print(f"peak {int(peak) * 1024}", file=sys.stderr)
+"""
+"""Runs the CLI, then reports its own peak resident memory in bytes. Read by the process
+itself: the ``ru_maxrss`` a parent gets for a child carries the parent's own peak across fork
+and exec on Linux (pytest's hundreds of MB)."""
+
+
+def show_measured(cli: LiveCli, session: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    """``show session`` in a process of its own: what it printed, and its peak memory."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY_REPORTER, *cli.global_options(), "show", session],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=300,
+        check=False,
+    )
+    peak = re.findall(r"^peak (\d+)$", done.stderr, re.M)
+    assert peak, done.stderr
+    return done, int(peak[-1])
+
+
+@pytest.mark.live
+def test_show_of_huge_entries_cuts_them_and_stays_bounded_in_memory(cli: LiveCli) -> None:
+    """Multi-MB messages print cut, with the marker, in far less memory than the session.
+
+    Before messages were cut and pages bounded by size, a page of these entries was held and
+    rendered whole: this test's show ran past its 5-minute timeout (8 such entries: 778 MB of
+    peak memory and 3 minutes); now it takes seconds and about 45 MB above a small session's.
+    """
+    mb = 2**20
+    kinds: list[dict[str, Any]] = [
+        {"type": "user", "message": {"role": "user", "content": "lorem ipsum dolor\n" * (mb // 5)}},
+        {"type": "assistant", "message": {"role": "assistant", "content": [
+            {"type": "text", "text": "\x1b[2J\u202e" * (mb // 2)}]}},
+        {"type": "user", "message": {"role": "user", "content": [
+            {"type": "tool_result", "content": "x " * (2 * mb)}]}},
+        {"type": "attachment", "data": "y" * (4 * mb)},
+    ]  # fmt: skip
+    entries = [{**kinds[n % 4], "uuid": f"huge-{n}"} for n in range(12)]
+    session_bytes = sum(len(json.dumps(entry, ensure_ascii=False).encode()) for entry in entries)
+    huge: SessionKey = {"project_key": PROJECT, "session_id": "huge"}
+    small: SessionKey = {"project_key": PROJECT, "session_id": "small"}
+
+    async def fill(store: MongoSessionStore) -> None:
+        for entry in entries:  # one at a time: a few MB per insert
+            await store.append(huge, [cast(SessionStoreEntry, entry)])
+        await store.append(small, [{"type": "user", "message": {"content": "hi"}}])
+
+    cli.store(fill)
+    shown, peak = show_measured(cli, "huge")
+    assert shown.returncode == 0, shown.stderr
+    assert "\x1b" not in shown.stdout
+    assert "\u202e" not in shown.stdout
+    cut = re.findall(r"… ([\d,]+) more characters not shown: show --json prints this entry whole",
+                     shown.stdout)  # fmt: skip
+    assert len(cut) == 6  # the texts: a tool result and an entry's JSON are shortened to a line
+    assert "[2J\\u202e" in shown.stdout  # escapes print whole up to the cut
+    baseline_shown, baseline = show_measured(cli, "small")
+    assert baseline_shown.returncode == 0, baseline_shown.stderr
+    # What show holds at once: one reply of the server (16 MB of BSON at most), its entries
+    # decoded, and the entry being rendered with a copy or two of it; not the session.
+    assert session_bytes > 50 * mb
+    assert peak - baseline < 48 * mb, f"{(peak - baseline) / mb:.0f} MB above a small session's"
 
 
 # -- delete and prune --------------------------------------------------------------------------
