@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from typer.testing import Result
 
+from session_store_mongo.cli.render import BODY_CHARS
+from session_store_protocol import SessionKey, SessionStoreEntry
 from tests.cli_support import LiveCli, invoke
 
 MARKUP = "[/] [link=file:///etc/passwd]click[/link] [bold]B[/bold]"
@@ -124,6 +126,28 @@ def test_tables_show_stored_text_literally(hostile: LiveCli, args: list[str]) ->
     assert_shown_literally(result)
     assert any(text in result.stdout for text in (MARKUP, "[bold]P", "[link=file:passwd]S"))
     assert "\\x1b" in result.stdout
+
+
+@pytest.mark.live
+def test_hostile_text_cut_by_show_stays_literal(hostile: LiveCli) -> None:
+    """A message cut at every offset of the hostile text prints nothing raw, no markup error.
+
+    Each entry's cut (at ``BODY_CHARS``) falls one character further into the hostile text.
+    """
+    project = "long hostile"
+    key: SessionKey = {"project_key": project, "session_id": "long"}
+    text = HOSTILE * (BODY_CHARS // len(HOSTILE) + 2)
+    entries: list[SessionStoreEntry] = [
+        {"type": "user", "message": {"role": "user", "content": "x" * shift + text}}
+        for shift in range(len(HOSTILE))
+    ]
+    hostile.store(lambda store: store.append(key, entries))
+    result = invoke(
+        "--url", hostile.url, "--database", hostile.database, "--project", project, "show", "long"
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert_shown_literally(result)
+    assert result.stdout.count("more characters not shown: show --json") == len(entries)
 
 
 @pytest.mark.live
