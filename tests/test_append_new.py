@@ -14,6 +14,7 @@ import bson
 import pytest
 from claude_agent_sdk import fold_session_summary
 from mongomock_motor import AsyncMongoMockClient
+from motor.motor_asyncio import AsyncIOMotorClient
 from pymongo import AsyncMongoClient, ReturnDocument, UpdateOne
 
 from session_store_mongo import MongoSessionStore, NewTranscript
@@ -38,9 +39,18 @@ _LIVE = pytest.mark.live
 _STEPS = ["mongomock", pytest.param("steps", marks=_LIVE)]
 
 
-@pytest.fixture(params=[*_STEPS, pytest.param("transaction", marks=_LIVE)])
+@pytest.fixture(
+    params=[
+        *_STEPS,
+        pytest.param("transaction", marks=_LIVE),
+        pytest.param("motor", marks=_LIVE),
+    ]
+)
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[MongoSessionStore]:
-    """A store in process (mongomock, step by step) and on the server, both ways."""
+    """A store in process (mongomock, step by step) and on the server, both ways.
+
+    The transaction also through an injected Motor client.
+    """
     async for opened in _opened(request):
         yield opened
 
@@ -56,6 +66,12 @@ async def _opened(request: pytest.FixtureRequest) -> AsyncIterator[MongoSessionS
     database = unique_name("new")
     if request.param == "mongomock":
         yield MongoSessionStore(client=AsyncMongoMockClient(), database=database)
+        return
+    if request.param == "motor":
+        motor: Any = AsyncIOMotorClient(request.getfixturevalue("mongo_url"))
+        yield MongoSessionStore(client=motor, database=database)
+        await motor.drop_database(database)
+        motor.close()
         return
     live = MongoSessionStore(
         url=request.getfixturevalue("mongo_url"),
