@@ -142,6 +142,37 @@ async def test_three_commands_for_any_number_of_transcripts(
 
 
 @pytest.mark.live
+@pytest.mark.parametrize("transactions", [True, False], ids=["transaction", "steps"])
+async def test_a_follower_gets_what_append_new_creates(mongo_url: str, transactions: bool) -> None:
+    """A follower waiting on a key gets the transcripts ``append_new`` creates, in order."""
+    database = unique_name("new")
+    writer = MongoSessionStore(url=mongo_url, database=database, transactions=transactions)
+    reader = MongoSessionStore(url=mongo_url, database=database)
+    sub: SessionKey = {**_key(0), "subpath": "subagents/agent-a"}
+    try:
+        await reader.connect()
+        async with reader.follow(_key(0), include_subkeys=True) as follower:
+            waiting = asyncio.ensure_future(follower.__anext__())
+            await asyncio.sleep(0.3)  # the follower is waiting on the key
+            batches = [(_key(0), _entries("main", 3)), (sub, _entries("sub", 2))]
+            assert await writer.append_new(batches) == [3, 2]
+            items = [await asyncio.wait_for(waiting, 10)]
+            items += [await asyncio.wait_for(follower.__anext__(), 10) for _ in range(4)]
+        per_transcript = {
+            subpath: [str(item.entry["uuid"]) for item in items if item.subpath == subpath]
+            for subpath in (None, sub["subpath"])
+        }
+        assert per_transcript == {
+            None: ["main-0", "main-1", "main-2"],
+            sub["subpath"]: ["sub-0", "sub-1"],
+        }
+    finally:
+        await writer.client.drop_database(database)
+        await writer.close()
+        await reader.close()
+
+
+@pytest.mark.live
 async def test_a_transaction_stores_what_the_steps_store(mongo_url: str) -> None:
     """The same transcripts through a transaction and step by step: the same documents.
 
