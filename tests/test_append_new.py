@@ -142,6 +142,34 @@ async def test_three_commands_for_any_number_of_transcripts(
 
 
 @pytest.mark.live
+async def test_a_big_call_is_cut_into_transactions_of_bounded_size(
+    counted: tuple[MongoSessionStore, CommandLog],
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At most ``TRANSACTION_BYTES`` of entries a transaction; a part refused goes by steps.
+
+    Each transcript is whole in one part; a part holding a transcript that exists is created
+    step by step, the parts before and after it still in their transactions.
+    """
+    from session_store_mongo import append as append_module
+
+    new, log = counted
+    batches = [(_key(n), _entries(f"e{n}", 4)) for n in range(6)]
+    one = sum(len(bson.encode({"entry": entry})) for entry in batches[0][1])
+    monkeypatch.setattr(append_module, "TRANSACTION_BYTES", 2 * one + one // 2)  # 2 a part
+    await new.append(_key(3), _entries("held", 1))
+    log.clear()
+    assert await new.append_new(batches) == [4, 4, 4, None, 4, 4]
+    in_transactions = request.node.callspec.params["counted"]
+    assert log.names.count("commitTransaction") == (2 if in_transactions else 0)
+    assert log.names.count("abortTransaction") == (1 if in_transactions else 0)
+    for key, entries in batches:
+        assert await new.load(key) == (_entries("held", 1) if key == _key(3) else entries)
+    assert (await new.stats()).entries == 21
+
+
+@pytest.mark.live
 @pytest.mark.parametrize("transactions", [True, False], ids=["transaction", "steps"])
 async def test_a_follower_gets_what_append_new_creates(mongo_url: str, transactions: bool) -> None:
     """A follower waiting on a key gets the transcripts ``append_new`` creates, in order."""

@@ -180,9 +180,10 @@ class Appender:
         Where the deployment takes transactions (a replica set or a sharded cluster), one
         transaction creates every transcript's document already settled and folded, and
         inserts every entry (``_create_whole``): three commands, and nothing is ever left in
-        between. Elsewhere, or when that transaction is refused (a transcript exists, a
-        ``uuid`` repeats in a batch, another writer came first), three steps, each an append's
-        own (``_create``). Either way a transcript that exists is left untouched, and an entry
+        between (one transaction per ``TRANSACTION_BYTES`` of entries). Elsewhere, or when a
+        transaction is refused (a transcript exists, a ``uuid`` repeats in a batch, another
+        writer came first), three steps for its transcripts, each an append's own
+        (``_create``). Either way a transcript that exists is left untouched, and an entry
         whose ``uuid`` repeats in its batch is stored once, as ``append`` stores it.
 
         Returns:
@@ -228,10 +229,18 @@ class Appender:
         wanted = [(key, block) for key, block in planned if block.entries]
         if self._sealer is None:
             await self._refuse_clear([block.ident for _, block in wanted])
-        whole = self._transactions and facts.transactions
-        if whole and not any(block.chunked for _, block in wanted):
-            whole = await self._create_whole(wanted, facts)
-        created = [block for _, block in wanted] if whole else await self._create(wanted, facts)
+        created: list[Block | None] = []
+        for part in _parts(wanted) if self._transactions else [wanted]:
+            whole = (
+                self._transactions
+                and facts.transactions  # off once the deployment refused one after all
+                and not any(block.chunked for _, block in part)
+                and await self._create_whole(part, facts)
+            )
+            if whole:
+                created += [block for _, block in part]
+            else:
+                created += await self._create(part, facts)
         stored = {id(block): len(block.entries) - len(block.skipped) for block in created if block}
         return [stored.get(id(block)) if block.entries else 0 for _, block in planned]
 
@@ -799,6 +808,29 @@ async def insert_together(blocks: Sequence[Block]) -> list[list[PreparedEntry]]:
         await block.insert() if n in apart else list(block.entries)
         for n, block in enumerate(blocks)
     ]
+
+
+TRANSACTION_BYTES = 16 * 1024 * 1024
+"""The most entry bytes ``append_new`` puts in one transaction (a transcript bigger than that
+goes alone): a transaction holds its writes in the server's cache until it commits, and must
+commit within the server's lifetime limit (60 s on MongoDB)."""
+
+
+def _parts(
+    keyed: Sequence[tuple[SessionKey, Block]],
+) -> list[Sequence[tuple[SessionKey, Block]]]:
+    """``keyed`` in order, cut into parts of at most ``TRANSACTION_BYTES`` of entries each."""
+    parts: list[Sequence[tuple[SessionKey, Block]]] = []
+    part: list[tuple[SessionKey, Block]] = []
+    size = 0
+    for key, block in keyed:
+        bytes_ = sum(entry.size for entry in block.entries)
+        if part and size + bytes_ > TRANSACTION_BYTES:
+            parts.append(part)
+            part, size = [], 0
+        part.append((key, block))
+        size += bytes_
+    return [*parts, part] if part else parts
 
 
 def _new_transcript(
