@@ -135,7 +135,7 @@ async def test_three_commands_for_any_number_of_transcripts(
     log.clear()
     assert await new.append_new([(_key(n), _entries(f"e{n}", 3)) for n in range(20)]) == [3] * 20
     last = "commitTransaction" if request.node.callspec.params["counted"] else "update"
-    assert log.names == ["find", "find", "insert", "insert", last]
+    assert log.names == ["find", "find", "find", "insert", "insert", last]
     doc = await store_collection(new.client, new, "sessions").find_one(key_fields(_key(7)))
     assert doc["settled"] == doc["seq"] == doc["count"] == doc["summary_seq"] == 3
     assert "pending_since" not in doc

@@ -7,11 +7,14 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from session_store_mongo import MongoSessionStore
 from session_store_mongo.cli.importer import DEFAULT_GROUP_BYTES
 from tests.cli_support import (
     MAIN,
@@ -19,6 +22,7 @@ from tests.cli_support import (
     PROJECT,
     PROJECT_DIR,
     SECOND,
+    SUBAGENT_FILE,
     LiveCli,
     invoke,
     on_terminal,
@@ -218,6 +222,59 @@ def test_import_of_a_new_session_without_the_config_is_refused(
     assert "Traceback" not in result.output
     listed = json.loads(cli(*option, "list", "--json").stdout)
     assert NEW_SESSION not in [session["session_id"] for session in listed]
+
+
+def sessions_where(filter_: dict[str, Any]) -> Callable[[MongoSessionStore], Awaitable[int]]:
+    """For ``LiveCli.store``: how many transcript documents match ``filter_``."""
+
+    async def count(store: MongoSessionStore) -> int:
+        sessions = store.client[store.database][store.collection_prefix + "sessions"]
+        return int(await sessions.count_documents(filter_))
+
+    return count
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("imported", ["a session, without the SDK", "a subagent transcript"])
+def test_import_without_the_config_is_refused_in_a_project_with_no_sealed_summary(
+    mongo_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, imported: str
+) -> None:
+    """What an encrypted import writes marks the project, summary or not: clear imports refused.
+
+    Refused: a new session, and more lines for the transcript imported encrypted.
+    """
+    cli = LiveCli(mongo_url)
+    try:
+        config = encryption_config(cli, tmp_path / "encryption.json", local=MASTER_KEY)
+        source = (
+            SUBAGENT_FILE if imported == "a subagent transcript" else PROJECT_DIR / f"{MAIN}.jsonl"
+        )
+        first = tmp_path / "first" / PROJECT / source.relative_to(PROJECT_DIR)
+        first.parent.mkdir(parents=True)
+        shutil.copy(source, first)
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, "claude_agent_sdk", None)  # no summary folded
+            done = cli("--encryption-config", str(config), "import", str(first))
+        assert done.exit_code == 0, done.output
+        assert cli.store(sessions_where({"summary_sealed": {"$exists": True}})) == 0
+        new = tmp_path / "new" / PROJECT / f"{NEW_SESSION}.jsonl"
+        new.parent.mkdir(parents=True)
+        new.write_text(json.dumps({"type": "user", "uuid": "in-clear"}) + "\n", "utf-8")
+        result = cli("import", str(new))
+        assert result.exit_code == 1, result.output
+        assert f"project '{PROJECT}' is encrypted" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert cli.store(sessions_where({"session_id": NEW_SESSION})) == 0
+        with first.open("a", encoding="utf-8") as more:  # a line more for the sealed transcript
+            more.write(json.dumps({"type": "user", "uuid": "more-in-clear"}) + "\n")
+        again = cli("import", str(first))
+        assert again.exit_code == 1, again.output
+        assert f"{PROJECT}/{source.relative_to(PROJECT_DIR).with_suffix('')}" in again.stderr
+        assert "is encrypted" in again.stderr
+        assert "--encryption-config" in again.stderr
+        assert cli.store(sessions_where({"count": {"$gt": 0}, "encrypted": {"$ne": True}})) == 0
+    finally:
+        cli.drop()
 
 
 @pytest.mark.live

@@ -312,10 +312,16 @@ async def _only_forgotten_project(mongo_url: str, database: str, project: str) -
 async def test_store_without_settings_refuses_a_project_whose_transcripts_are_forgotten(
     mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
 ) -> None:
-    """A forgotten transcript marks its project encrypted, with no sealed summary in it."""
+    """A forgotten transcript marks its project encrypted, with no sealed summary in it.
+
+    Forget leaves the mark of what an encrypted store wrote; without that mark (a document
+    from before it), the forgotten stamp alone is enough.
+    """
     await _only_forgotten_project(mongo_url, database, PROJECT)
     sessions = live_client[database][DEFAULT_COLLECTION_PREFIX + "sessions"]
     assert await sessions.count_documents({"summary_sealed": {"$exists": True}}) == 0
+    assert await sessions.count_documents({"encrypted": True, "forgotten": {"$exists": True}}) == 1
+    await sessions.update_many({}, {"$unset": {"encrypted": ""}})
     new: SessionKey = {"project_key": PROJECT, "session_id": "s2"}
     async with MongoSessionStore(url=mongo_url, database=database) as plain:
         with pytest.raises(EncryptionKeyError, match=r"project 'acme' is encrypted: .* acme/s2"):
@@ -325,16 +331,113 @@ async def test_store_without_settings_refuses_a_project_whose_transcripts_are_fo
     assert await sessions.count_documents({"session_id": "s2"}) == 0
 
 
+async def _refused_in_clear(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any], project: str
+) -> None:
+    """A store without settings creates no transcript in ``project``, by either path."""
+    new: SessionKey = {"project_key": project, "session_id": "s2"}
+    for transactions in (True, False):  # append_new in one transaction, and step by step
+        async with MongoSessionStore(
+            url=mongo_url, database=database, transactions=transactions
+        ) as plain:
+            with pytest.raises(EncryptionKeyError, match=rf"project '{project}' is encrypted"):
+                await plain.append(new, entries("new"))
+            with pytest.raises(EncryptionKeyError, match=f"{project}/s2"):
+                await plain.append_new([(new, entries("new"))])
+    db = live_client[database]
+    for name in ("sessions", "entries"):
+        collection = db[DEFAULT_COLLECTION_PREFIX + name]
+        assert await collection.count_documents({"project_key": project, "session_id": "s2"}) == 0
+
+
+WRITES = ["append", "append_new in a transaction", "append_new step by step"]
+"""The ways an encrypted store creates a transcript."""
+
+
+async def _write_encrypted(mongo_url: str, database: str, way: str, key: SessionKey) -> None:
+    """Create ``key``'s transcript in an encrypted store, the ``way`` named (``WRITES``)."""
+    async with MongoSessionStore(
+        url=mongo_url,
+        database=database,
+        encryption=encryption_settings(database),
+        transactions=way != "append_new step by step",
+    ) as store:
+        if way == "append":
+            await store.append(key, entries("enc"))
+        else:
+            assert await store.append_new([(key, entries("enc"))]) == [3]
+        assert await store.load(key) == entries("enc")
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("way", WRITES)
+async def test_project_encrypted_without_the_sdk_refuses_clear_transcripts(
+    mongo_url: str,
+    database: str,
+    live_client: AsyncMongoClient[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    way: str,
+) -> None:
+    """A main transcript sealed where no summary is folded (no SDK) marks its project."""
+    monkeypatch.setitem(sys.modules, "claude_agent_sdk", None)  # a process without the SDK
+    await _write_encrypted(mongo_url, database, way, KEY)
+    sessions = live_client[database][DEFAULT_COLLECTION_PREFIX + "sessions"]
+    assert await sessions.count_documents({"summary_sealed": {"$exists": True}}) == 0
+    await _refused_in_clear(mongo_url, database, live_client, PROJECT)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("way", WRITES)
+async def test_project_holding_only_a_subagent_transcript_refuses_clear_transcripts(
+    mongo_url: str, database: str, live_client: AsyncMongoClient[Any], way: str
+) -> None:
+    """A sealed subagent transcript (never a summary) marks its project on its own."""
+    await _write_encrypted(mongo_url, database, way, SUB)
+    sessions = live_client[database][DEFAULT_COLLECTION_PREFIX + "sessions"]
+    assert await sessions.count_documents({"project_key": PROJECT}) == 1
+    await _refused_in_clear(mongo_url, database, live_client, PROJECT)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("key", [KEY, SUB], ids=["main, without the SDK", "subagent"])
+async def test_store_without_settings_refuses_appends_to_an_encrypted_transcript(
+    mongo_url: str,
+    database: str,
+    live_client: AsyncMongoClient[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    key: SessionKey,
+) -> None:
+    """Entries in clear would outlive forget there: refused, numbers fenced and settled."""
+    monkeypatch.setitem(sys.modules, "claude_agent_sdk", None)  # no sealed summary either
+    await _write_encrypted(mongo_url, database, "append", key)
+    async with MongoSessionStore(url=mongo_url, database=database) as plain:
+        with pytest.raises(EncryptionKeyError, match=r"project 'acme' is encrypted: .* acme/s1"):
+            await plain.append(key, entries("clear"))
+    db = live_client[database]
+    stored = db[DEFAULT_COLLECTION_PREFIX + "entries"]
+    assert await stored.count_documents({"entry": {"$exists": True}}) == 0
+    session = await db[DEFAULT_COLLECTION_PREFIX + "sessions"].find_one({"project_key": PROJECT})
+    assert session is not None
+    assert (session["count"], session["seq"], session["settled"]) == (3, 6, 6)
+    async with encrypted(mongo_url, database) as store:
+        assert await store.load(key) == entries("enc")
+
+
 @pytest.mark.live
 async def test_refusal_holds_for_transcripts_stored_before_the_marks_were_indexed(
     mongo_url: str, database: str, live_client: AsyncMongoClient[Any]
 ) -> None:
-    """Without the partial indexes the answer is read from the documents; opening builds them."""
+    """Without the partial indexes the answer is read from the documents; opening builds them.
+
+    The documents are as a store wrote them before the ``encrypted`` mark: a sealed summary, or
+    a forgotten stamp, and no mark (a store upgraded in place needs no migration).
+    """
     async with encrypted(mongo_url, database) as store:
         await store.append(KEY, entries("main"))  # a sealed summary
     await _only_forgotten_project(mongo_url, database, "gone")
     sessions = live_client[database][DEFAULT_COLLECTION_PREFIX + "sessions"]
-    marks = {"session_sealed", "session_forgotten"}
+    await sessions.update_many({}, {"$unset": {"encrypted": ""}})
+    marks = {"session_encrypted", "session_sealed", "session_forgotten"}
     for name in marks:  # as a store written before these indexes existed holds them
         await sessions.drop_index(name)
     news: list[SessionKey] = [

@@ -321,7 +321,11 @@ async def test_encrypted_project_check_reads_none_of_the_clear_transcripts(
     await store.append_new([(key, _entries(key["session_id"], 1)) for key in clear])
     log.clear()
     await store.append(MAIN, _entries("m", 1))  # creates a transcript: the check runs first
-    marks = {"summary_sealed": "session_sealed", "forgotten": "session_forgotten"}
+    marks = {
+        "encrypted": "session_encrypted",
+        "summary_sealed": "session_sealed",
+        "forgotten": "session_forgotten",
+    }
     checks = [
         query
         for command in log.commands

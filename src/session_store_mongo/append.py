@@ -59,15 +59,15 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from session_store_protocol.errors import StoreUnavailableError
+from session_store_protocol.errors import EncryptionKeyError, StoreUnavailableError
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 from session_store_protocol.validation import validate_entries, validate_key
 
 from .client import ClientFacts, Connection
 from .codec import PreparedEntry, checked_mtime, prepare_entry
 from .driver import maybe_await
-from .layout import Collections, hole, key_fields
-from .sealer import Sealer, clear_refused, is_encrypted, key_destroyed
+from .layout import ENCRYPTED, Collections, hole, key_fields
+from .sealer import Sealer, clear_refused, is_encrypted, key_destroyed, written_sealed
 from .summary import Settlement, Summaries
 
 __all__ = ["Appender", "Block", "NewTranscript"]
@@ -132,7 +132,9 @@ class Appender:
                 counter was behind its entries (repaired).
             KeyDestroyedError: ``forget`` destroyed the transcript's data key, or its session's
                 (a new subagent transcript, while the tenant has no key); nothing written.
-            EncryptionKeyError: The batch could not be sealed; nothing written.
+            EncryptionKeyError: The batch could not be sealed; or, in a store without
+                encryption settings, the transcript (or, for a new one, its project) holds
+                encrypted transcripts; nothing written.
         """
         clean = validate_key(key)
         batch = validate_entries(entries)
@@ -151,15 +153,26 @@ class Appender:
             None if self._sealer is not None else functools.partial(self._refuse_clear, [ident])
         )
         block = await Block.reserve(
-            self._collections, self._connection, ident, prepared, before_creating=refuse
+            self._collections,
+            self._connection,
+            ident,
+            prepared,
+            sealed=self._sealer is not None,
+            before_creating=refuse,
         )
+        refusal: EncryptionKeyError | None = None
         if "forgotten" in block.session:
-            # Fence the numbers and settle the counts; the summary can no longer be opened,
-            # so nothing is folded. If this fails, the lease fences them later.
-            with contextlib.suppress(PyMongoError):
+            refusal = key_destroyed(ident, block.session["forgotten"])
+        elif self._sealer is None and written_sealed(block.session):
+            refusal = clear_refused(ident)  # entries in clear there would outlive ``forget``
+        if refusal is not None:
+            # Fence the numbers and settle the counts; the summary cannot be opened, so
+            # nothing is folded. If this fails (or needs a sealed entry of another writer
+            # opened), the lease fences them later.
+            with contextlib.suppress(PyMongoError, EncryptionKeyError):
                 await block.fence()
                 await self._summaries.catch_up(clean, ident, block.session, None)
-            raise key_destroyed(ident, block.session["forgotten"])
+            raise refusal
         try:
             [stored] = await self._insert([(clean, block)], facts)
         except (PyMongoError, StoreUnavailableError):
@@ -219,6 +232,7 @@ class Appender:
                         for index, entry in enumerate(batch)
                     ],
                     mtime,
+                    sealed=self._sealer is not None,
                 ),
             )
             for key, batch, mtime in cleaned
@@ -474,6 +488,7 @@ class Block:
         ident: dict[str, str],
         entries: list[PreparedEntry],
         *,
+        sealed: bool = False,
         before_creating: Callable[[], Awaitable[None]] | None = None,
     ) -> Block:
         """Reserve ``len(entries)`` sequence numbers with one atomic ``$inc``.
@@ -484,6 +499,8 @@ class Block:
         touched: they change only when numbers are settled. ``pending_since`` keeps the time
         of the oldest reservation not settled yet, for the lease. ``before_creating`` runs
         before the document is created, and may refuse with an error (nothing written).
+        ``sealed`` (an encrypted store's batch) marks the document ``ENCRYPTED`` from its
+        creation on, and one created in clear from this reservation on.
 
         Each reservation signs the document with a fresh token. If the reply never arrives
         (or carries a write-concern error) and the document still bears our token, the block
@@ -491,14 +508,17 @@ class Block:
         once instead of waiting for the lease.
         """
         token = ObjectId()
+        mark: Mapping[str, Any] = ENCRYPTED if sealed else {}
         update = {
             "$inc": {"seq": len(entries)},
-            "$set": {"reserved_by": token},
+            "$set": {"reserved_by": token, **mark},
             "$min": {"pending_since": datetime.now(timezone.utc)},
             "$currentDate": {"mtime": True},
         }
         try:
-            session = await _reserve_signed(collections, connection, ident, update, before_creating)
+            session = await _reserve_signed(
+                collections, connection, ident, update, mark, before_creating
+            )
         except (PyMongoError, StoreUnavailableError):
             with contextlib.suppress(PyMongoError):
                 doc = await collections.sessions.find_one(ident, {"seq": 1, "reserved_by": 1})
@@ -532,11 +552,14 @@ class Block:
         ident: dict[str, str],
         entries: list[PreparedEntry],
         mtime: datetime,
+        *,
+        sealed: bool = False,
     ) -> Block:
         """The block of a transcript not created yet: ``entries`` on numbers ``1..n``.
 
         Its document (``session``, not stored yet) is what a reservation leaves: numbers
-        reserved, none settled, ``pending_since`` for the lease; ``mtime`` is its last write.
+        reserved, none settled, ``pending_since`` for the lease; ``mtime`` is its last write;
+        marked ``ENCRYPTED`` if ``sealed`` (an encrypted store's).
         """
         token = ObjectId()
         now = datetime.now(timezone.utc)
@@ -551,6 +574,7 @@ class Block:
             "pending_since": now,
             "created": now,
             "mtime": mtime,
+            **(ENCRYPTED if sealed else {}),
         }
         return cls(collections, connection, ident, entries, token, session)
 
@@ -704,6 +728,7 @@ async def _reserve_signed(
     connection: Connection,
     ident: dict[str, str],
     update: dict[str, Any],
+    mark: Mapping[str, Any],
     before_creating: Callable[[], Awaitable[None]] | None,
 ) -> dict[str, Any]:
     for _ in range(_RESERVE_ATTEMPTS):
@@ -728,6 +753,7 @@ async def _reserve_signed(
                         "summary_version": 0,
                         "created": now,
                         "mtime": now,
+                        **mark,  # marked from its creation: never found unmarked in between
                     }
                 },
                 upsert=True,

@@ -22,13 +22,15 @@ so that no common application's ``sessions`` is ours; ``""`` gives version 0.1's
   ``settled`` (every number up to it decided and counted), ``count`` and ``bytes`` (the entries
   up to ``settled``), ``pending_since`` (the oldest reservation not settled), ``settled_at``,
   ``reserved_by``, ``mtime``, ``created``, ``deletions`` (how often ``delete`` emptied it:
-  followers end on a change), and for main transcripts ``summary``,
+  followers end on a change), ``encrypted`` (written by an encrypted store, ``ENCRYPTED``),
+  and for main transcripts ``summary``,
   ``summary_seq``, ``summary_version`` and ``summary_at``. Unique index ``session_key`` on
   (key); index ``session_listing`` on (``project_key``, ``subpath``, ``session_id``) for the
   listings of a project's main transcripts; index ``session_mtime`` on ``mtime``; partial
-  indexes ``session_sealed`` and ``session_forgotten`` on ``project_key``, holding only the
-  documents with a sealed summary or marked forgotten (``ENCRYPTION_MARKS``), so that whether a
-  project is encrypted is read without reading its clear transcripts.
+  indexes ``session_encrypted``, ``session_sealed`` and ``session_forgotten`` on
+  ``project_key``, holding only the documents an encrypted store wrote (``encrypted: true``),
+  with a sealed summary, or marked forgotten (``ENCRYPTION_MARKS``), so that whether a project
+  is encrypted is read without reading its clear transcripts.
 - ``{prefix}entry_chunks``: parts of entries larger than one BSON document. Unique index
   ``chunk_part`` on (key, ``seq``, ``part``).
 
@@ -53,6 +55,7 @@ from session_store_protocol.types import SessionKey, key_parts
 
 __all__ = [
     "DEFAULT_COLLECTION_PREFIX",
+    "ENCRYPTED",
     "ENCRYPTION_MARKS",
     "KEY_FIELDS",
     "KEY_INDEX",
@@ -82,17 +85,29 @@ LISTING_INDEX: Sequence[tuple[str, int]] = [
 ]
 """A project's main transcripts (``subpath`` ``""``) side by side, for the listings."""
 
+ENCRYPTED: Mapping[str, Any] = {"encrypted": True}
+"""The mark an encrypted store writes on every transcript document it creates or writes to.
+
+It never goes: ``forget`` and ``delete`` leave it, so a project once encrypted stays so until
+its documents are pruned.
+"""
+
 ENCRYPTION_MARKS: Mapping[str, Mapping[str, Any]] = {
+    "session_encrypted": ENCRYPTED,
     "session_sealed": {"summary_sealed": {"$gte": Binary(b"")}},
     "session_forgotten": {"forgotten": {"$gte": datetime(1, 1, 1, tzinfo=timezone.utc)}},
 }
 """What marks a transcript of an encrypted project, by the partial index that holds such ones.
 
-A sealed summary (always binary data: the smallest is ``Binary(b"")``) or a ``forgotten``
-stamp (always a date ``forget`` took from the server). A range rather than ``$exists``:
-SecantusDB uses a partial index only for a query that implies its filter by equality or range,
-and ``$exists`` is neither; MongoDB uses it for either. A query must repeat a condition as it
-is here to be planned on its index.
+``ENCRYPTED``, on whatever an encrypted store wrote; for documents written before that mark
+existed, a sealed summary (always binary data: the smallest is ``Binary(b"")``) or a
+``forgotten`` stamp (always a date ``forget`` took from the server). Those two alone missed a
+transcript with no summary (a subagent's, or a main one written without claude-agent-sdk);
+they stay for the documents that carry no ``ENCRYPTED``, which no migration has to add.
+Equality or a range rather than ``$exists``: SecantusDB uses a partial index only for a query
+that implies its filter by equality or range, and ``$exists`` is neither (nor is ``$or``, so
+each mark is a query of its own); MongoDB uses it for either. A query must repeat a condition
+as it is here to be planned on its index.
 """
 
 MAX_SEQ = 2**63 - 1

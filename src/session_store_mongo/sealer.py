@@ -46,7 +46,7 @@ from session_store_protocol.validation import entry_uuid
 
 from .codec import PreparedEntry, epoch_ms
 from .encryption import KeyNotFoundError, Keyring
-from .layout import ENCRYPTION_MARKS, Collections
+from .layout import ENCRYPTED, ENCRYPTION_MARKS, Collections
 
 __all__ = [
     "SEALED",
@@ -56,6 +56,7 @@ __all__ = [
     "is_encrypted",
     "key_destroyed",
     "unseal",
+    "written_sealed",
 ]
 
 SEALED = "sealed"
@@ -196,18 +197,29 @@ def key_destroyed(
 
 
 async def is_encrypted(sessions: Any, project_key: str) -> bool:
-    """Whether the project holds encrypted transcripts: up to two indexed reads.
+    """Whether the project holds encrypted transcripts: up to three indexed reads.
 
-    A transcript written under a data key has a sealed summary (a main transcript, where
+    An encrypted store marks every transcript it writes (``layout.ENCRYPTED``), summary or not;
+    one written before that mark existed has a sealed summary (a main transcript, where
     claude-agent-sdk folds one), or was forgotten. Each read walks the partial index of its mark
-    (``layout.ENCRYPTION_MARKS``), which holds none of the project's clear transcripts: the
-    cost does not grow with them. Without those indexes (``create_indexes=False`` before
-    ``ensure_indexes``) the answer is the same, read from the project's documents.
+    (``layout.ENCRYPTION_MARKS``, the new mark first), which holds none of the project's clear
+    transcripts: the cost does not grow with them, and the first found ends the check. Without
+    those indexes (``create_indexes=False`` before ``ensure_indexes``) the answer is the same,
+    read from the project's documents.
     """
     for mark in ENCRYPTION_MARKS.values():
         if await sessions.find_one({"project_key": project_key, **mark}, {"_id": 1}) is not None:
             return True
     return False
+
+
+def written_sealed(doc: Mapping[str, Any]) -> bool:
+    """Whether a transcript's document says an encrypted store wrote it.
+
+    Its mark (``layout.ENCRYPTED``), or from before that mark a sealed summary. A subagent
+    transcript written before the mark carries neither.
+    """
+    return ENCRYPTED.items() <= doc.items() or SUMMARY_SEALED in doc
 
 
 def clear_refused(ident: Mapping[str, str]) -> EncryptionKeyError:
