@@ -141,6 +141,75 @@ async def test_three_commands_for_any_number_of_transcripts(
     assert "pending_since" not in doc
 
 
+async def test_an_entry_over_the_document_limit_is_stored_in_chunks(
+    store: MongoSessionStore,
+) -> None:
+    """A transcript with an entry past 16 MB, among small ones: every transcript whole.
+
+    Its entry is stored in chunks, step by step; the others are stored as usual (on the
+    server: in a transaction), none of them reported stored without being stored.
+    """
+    new = store
+    huge = {"type": "user", "uuid": "huge", "text": "y" * (17 * 1024 * 1024)}
+    batches = [(_key(n), _entries(f"e{n}", 2)) for n in range(4)]
+    batches.insert(2, (_key(9), [*_entries("before", 1), huge]))
+    assert await new.append_new(batches) == [2, 2, 2, 2, 2]
+    for key, entries in batches:
+        assert await new.load(key) == entries
+    assert (await new.stats()).entries == 10
+
+
+@pytest.mark.parametrize("outcome", ["aborted", "committed"])
+@pytest.mark.live
+async def test_a_key_held_by_another_transaction_is_waited_for(
+    mongo_url: str, outcome: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another transaction holds a key (another writer's, or one a stopped process left).
+
+    ``append_new`` says so once in the log and tries again until it ends: aborted (as the
+    server aborts one left open after its lifetime), the transcripts are created whole;
+    committed, that transcript exists (``None``) and the other is created.
+    """
+    store = MongoSessionStore(url=mongo_url, database=unique_name("new"))
+    holder: Any = AsyncMongoClient(mongo_url)
+    try:
+        await store.connect()
+        held = holder[store.database][store_collection(store.client, store, "sessions").name]
+        session = holder.start_session()
+        await session.start_transaction()
+        await held.insert_one({**key_fields(_key(0)), "seq": 0, "count": 0}, session=session)
+        creating = asyncio.ensure_future(
+            store.append_new([(_key(0), _entries("a", 2)), (_key(1), _entries("b", 3))])
+        )
+        await asyncio.sleep(1.0)
+        assert not creating.done()  # waiting on the held key, not failed, not blocked for good
+        if outcome == "aborted":
+            await session.abort_transaction()
+        else:
+            await session.commit_transaction()
+        await session.end_session()
+        stored = await asyncio.wait_for(creating, 10)
+        assert "held by another transaction" in caplog.text
+        if outcome == "aborted":
+            assert stored == [2, 3]
+            assert await store.load(_key(0)) == _entries("a", 2)
+        else:
+            assert stored == [None, 3]
+        assert await store.load(_key(1)) == _entries("b", 3)
+    finally:
+        await holder.drop_database(store.database)
+        await holder.close()
+        await store.close()
+
+
+@pytest.mark.parametrize("items", ["not a list", [("bulk",)], [{"key": 1}], 5])
+async def test_a_call_of_the_wrong_shape_is_refused(store: MongoSessionStore, items: Any) -> None:
+    """Not a list of ``NewTranscript`` or ``(key, entries)``: typed, nothing written."""
+    with pytest.raises(InvalidEntryError, match="append_new takes a list"):
+        await store.append_new(items)
+    assert await store.list_sessions("bulk") == []
+
+
 @pytest.mark.live
 async def test_a_big_call_is_cut_into_transactions_of_bounded_size(
     counted: tuple[MongoSessionStore, CommandLog],

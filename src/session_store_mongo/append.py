@@ -40,10 +40,12 @@ Elsewhere (or if the transaction is refused) the steps run apart: create reserve
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -59,7 +61,11 @@ from pymongo.errors import (
     PyMongoError,
 )
 
-from session_store_protocol.errors import EncryptionKeyError, StoreUnavailableError
+from session_store_protocol.errors import (
+    EncryptionKeyError,
+    InvalidEntryError,
+    StoreUnavailableError,
+)
 from session_store_protocol.types import SessionKey, SessionStoreEntry
 from session_store_protocol.validation import validate_entries, validate_key
 
@@ -216,7 +222,7 @@ class Appender:
                 validate_entries(entries),
                 datetime.now(timezone.utc) if mtime is None else checked_mtime(mtime),
             )
-            for key, entries, mtime in map(_new_transcript, transcripts)
+            for key, entries, mtime in _new_transcripts(transcripts)
         ]
         facts = await ready()
         assert facts.max_bson is not None  # learned by ready()
@@ -267,13 +273,21 @@ class Appender:
         settled and folded, as the settling compare-and-set would leave it
         (``Settlement.applied``), next to its entries; no settling is sent.
 
+        Another transaction holding one of the keys (another writer creating the same
+        transcript, or a transaction left open by a process that stopped, which the server
+        aborts after its lifetime: 60 s on MongoDB) makes it abort and try again, for up to
+        ``CONFLICT_WAIT_S``: a write outside a transaction would wait on that key (past the
+        driver's socket timeout), where a transaction is told at once.
+
         Returns:
             Whether it committed. If not, nothing was written (a transcript exists already, a
-            ``uuid`` repeats in a batch, another writer touched one of the keys, the
-            connection broke before the commit, or the deployment takes no transactions after
-            all, which is remembered): ``_create`` then sorts it out.
+            ``uuid`` repeats in a batch, the connection broke before the commit, or the
+            deployment takes no transactions after all, which is remembered): ``_create``
+            then sorts it out.
 
         Raises:
+            StoreUnavailableError: The keys stayed held by another transaction for
+                ``CONFLICT_WAIT_S``; nothing written.
             PyMongoError: The commit's outcome is unknown (its reply was lost, and that of
                 the driver's retry): every transcript was created whole, or none was.
         """
@@ -285,15 +299,39 @@ class Appender:
         entries = [document for _, block in keyed for document in block.documents()]
         client = self._collections.database.client
         session = await maybe_await(client.start_session())
+        deadline = time.monotonic() + CONFLICT_WAIT_S
+        pause = 0.0
         try:
-            try:
-                await maybe_await(session.start_transaction())
-                await self._collections.sessions.insert_many(documents, session=session)
-                await self._collections.entries.insert_many(entries, session=session)
-            except PyMongoError as exc:
-                if _no_transactions(exc):
-                    facts.transactions = False
-                return False  # ``end_session`` aborts it
+            while True:
+                try:
+                    await maybe_await(session.start_transaction())
+                    await self._collections.sessions.insert_many(documents, session=session)
+                    await self._collections.entries.insert_many(entries, session=session)
+                    break
+                except PyMongoError as exc:
+                    if _no_transactions(exc):
+                        facts.transactions = False
+                    if not _write_conflict(exc):
+                        return False  # ``end_session`` aborts it
+                await session.abort_transaction()
+                if time.monotonic() > deadline:
+                    raise StoreUnavailableError(
+                        f"append_new on {self._connection.hosts}: new transcripts of project "
+                        f"{keyed[0][1].ident['project_key']!r} stayed held by another "
+                        f"transaction for {CONFLICT_WAIT_S:.0f} s; nothing written, try again"
+                    )
+                if not pause:  # the first conflict
+                    log.warning(
+                        "append_new on %s: %d new transcripts are held by another transaction "
+                        "(another writer's, or one left open by a process that stopped, which "
+                        "the server aborts after its lifetime: 60 s on MongoDB); waiting up "
+                        "to %.0f s",
+                        self._connection.hosts,
+                        len(keyed),
+                        CONFLICT_WAIT_S,
+                    )
+                pause = min(pause * 2 or 0.05, 2.0)
+                await asyncio.sleep(pause)
             try:
                 await session.commit_transaction()
             except PyMongoError as exc:
@@ -836,6 +874,10 @@ async def insert_together(blocks: Sequence[Block]) -> list[list[PreparedEntry]]:
     ]
 
 
+CONFLICT_WAIT_S = 120.0
+"""How long ``append_new`` tries again while another transaction holds one of its keys: more
+than MongoDB's transaction lifetime (60 s), after which the server aborts one left open."""
+
 TRANSACTION_BYTES = 16 * 1024 * 1024
 """The most entry bytes ``append_new`` puts in one transaction (a transcript bigger than that
 goes alone): a transaction holds its writes in the server's cache until it commits, and must
@@ -859,16 +901,38 @@ def _parts(
     return [*parts, part] if part else parts
 
 
-def _new_transcript(
-    item: NewTranscript | tuple[SessionKey, list[SessionStoreEntry]],
-) -> NewTranscript:
-    return NewTranscript(*item)
+def _new_transcripts(
+    transcripts: Sequence[NewTranscript | tuple[SessionKey, list[SessionStoreEntry]]],
+) -> list[NewTranscript]:
+    """The items of an ``append_new`` call, each checked to be a transcript's parts.
+
+    Raises:
+        InvalidEntryError: Not a list of ``NewTranscript`` items or ``(key, entries)`` pairs.
+    """
+    shape = "append_new takes a list of NewTranscript items or (key, entries) pairs"
+    if not isinstance(transcripts, (list, tuple)):
+        raise InvalidEntryError(f"{shape}, got {type(transcripts).__name__}")
+    items = []
+    for n, item in enumerate(transcripts):
+        if not isinstance(item, (list, tuple)) or not 2 <= len(item) <= 3:
+            raise InvalidEntryError(f"{shape}; item {n} is a {type(item).__name__}")
+        items.append(NewTranscript(*item))
+    return items
 
 
 _COMMAND_NOT_FOUND = 59
 _DUPLICATE_KEY = 11000
 _ILLEGAL_OPERATION = 20
+_WRITE_CONFLICT = 112
 _NOT_SUPPORTED_IN_TRANSACTION = 263
+
+
+def _write_conflict(exc: PyMongoError) -> bool:
+    """Whether a write in a transaction met another transaction's write to the same key."""
+    if not isinstance(exc, OperationFailure):
+        return False
+    errors = exc.details.get("writeErrors", []) if isinstance(exc, BulkWriteError) else []
+    return exc.code == _WRITE_CONFLICT or any(e.get("code") == _WRITE_CONFLICT for e in errors)
 
 
 def _no_transactions(exc: PyMongoError) -> bool:
