@@ -513,6 +513,28 @@ def test_constructor_needs_exactly_one_connection_source() -> None:
         MongoSessionStore(url="mongodb://h", max_entry_bytes=0)
 
 
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"database": "t6.0.3"}, "forbids"),
+        ({"database": ""}, "non-empty"),
+        ({"database": "admin"}, "reserved"),
+        ({"database": "d" * 64}, "64 bytes"),
+        ({"collection_prefix": "$x"}, "collection_prefix"),
+        ({"collection_prefix": "a.b"}, "collection_prefix"),
+    ],
+)
+def test_a_database_or_prefix_mongodb_refuses_is_an_options_error(
+    options: dict[str, str], named: str
+) -> None:
+    """Refused when the store is made, as the builder and the CLI refuse it, not at first use.
+
+    (A database name with a dot reached the server, and came back as ``StoreUnavailableError``.)
+    """
+    with pytest.raises(InvalidStoreOptionsError, match=named):
+        MongoSessionStore(url="mongodb://h", **options)
+
+
 async def test_unreachable_server_names_host_not_password() -> None:
     """Connection failures are typed, short, name the host and never show the password."""
     store = MongoSessionStore(

@@ -20,8 +20,9 @@ Or let a harness discover it: ``StoreRegistry().build({"kind": "mongo"})`` with 
 
 from __future__ import annotations
 
-from .builder import mongo_session_store_builder, validate_database_name
+from .builder import mongo_session_store_builder
 from .encryption import EncryptionSettings
+from .layout import validate_database_name
 from .store import (
     DEFAULT_CLIENT_OPTIONS,
     DEFAULT_COLLECTION_PREFIX,

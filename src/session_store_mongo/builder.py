@@ -26,7 +26,6 @@ it at another key vault. Make a builder with ``mongo_session_store_builder``;
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -34,6 +33,7 @@ from session_store_protocol.errors import InvalidStoreOptionsError
 
 from .client import Connection, hosts_in_url
 from .encryption import EncryptionSettings
+from .layout import validate_collection_prefix, validate_database_name
 from .store import DEFAULT_COLLECTION_PREFIX, DEFAULT_DATABASE, MongoSessionStore
 
 __all__ = [
@@ -64,44 +64,6 @@ SERVER_OPTIONS = frozenset(
     }
 )
 """The options a harness may set server-side, in the builder's defaults."""
-
-_DATABASE_FORBIDDEN = re.compile('[/\\\\. "$*<>:|?\\x00\\ud800-\\udfff]')
-_RESERVED_DATABASES = frozenset({"admin", "local", "config"})
-_PREFIX = re.compile(r"[A-Za-z0-9_-]{0,48}")
-
-
-def validate_database_name(name: object) -> str:
-    """Return ``name`` if MongoDB accepts it as a database for session data.
-
-    Raises:
-        InvalidStoreOptionsError: Not a string, empty, too long, a forbidden character, or one
-            of MongoDB's own databases (``admin``, ``local``, ``config``).
-    """
-    if not isinstance(name, str) or not name:
-        raise InvalidStoreOptionsError("database must be a non-empty string")
-    if _DATABASE_FORBIDDEN.search(name):  # first: a surrogate cannot even be measured in UTF-8
-        raise InvalidStoreOptionsError(
-            f"database {name!r} contains a character MongoDB forbids "
-            '(/\\. "$*<>:|?, NUL or a UTF-16 surrogate)'
-        )
-    if len(name.encode()) >= 64:
-        raise InvalidStoreOptionsError("database names must be shorter than 64 bytes")
-    if name.lower() in _RESERVED_DATABASES:
-        raise InvalidStoreOptionsError(f"database {name!r} is reserved by MongoDB")
-    return name
-
-
-def validate_collection_prefix(prefix: object) -> str:
-    """Return ``prefix`` if it is at most 48 letters, digits, ``_`` or ``-`` (``""`` included).
-
-    Raises:
-        InvalidStoreOptionsError: Anything else.
-    """
-    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
-        raise InvalidStoreOptionsError(
-            "collection_prefix must be at most 48 letters, digits, '_' or '-'"
-        )
-    return prefix
 
 
 class MongoStoreBuilder:

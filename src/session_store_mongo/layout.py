@@ -43,6 +43,7 @@ are empty or hold only its own documents.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -51,6 +52,7 @@ from typing import Any, TypeGuard
 from bson import Binary, ObjectId
 from pymongo import ASCENDING, IndexModel
 
+from session_store_protocol.errors import InvalidStoreOptionsError
 from session_store_protocol.types import SessionKey, key_parts
 
 __all__ = [
@@ -65,6 +67,8 @@ __all__ = [
     "hole",
     "is_seq",
     "key_fields",
+    "validate_collection_prefix",
+    "validate_database_name",
 ]
 
 DEFAULT_COLLECTION_PREFIX = "session_store_"
@@ -181,3 +185,42 @@ class Collections:
                 )
             ]
         )
+
+
+_DATABASE_FORBIDDEN = re.compile('[/\\\\. "$*<>:|?\\x00\\ud800-\\udfff]')
+_RESERVED_DATABASES = frozenset({"admin", "local", "config"})
+_PREFIX = re.compile(r"[A-Za-z0-9_-]{0,48}")
+
+
+def validate_database_name(name: object) -> str:
+    """Return ``name`` if MongoDB accepts it as a database for session data.
+
+    Raises:
+        InvalidStoreOptionsError: Not a string, empty, too long, a forbidden character, or one
+            of MongoDB's own databases (``admin``, ``local``, ``config``).
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidStoreOptionsError("database must be a non-empty string")
+    if _DATABASE_FORBIDDEN.search(name):  # first: a surrogate cannot even be measured in UTF-8
+        raise InvalidStoreOptionsError(
+            f"database {name!r} contains a character MongoDB forbids "
+            '(/\\. "$*<>:|?, NUL or a UTF-16 surrogate)'
+        )
+    if len(name.encode()) >= 64:
+        raise InvalidStoreOptionsError("database names must be shorter than 64 bytes")
+    if name.lower() in _RESERVED_DATABASES:
+        raise InvalidStoreOptionsError(f"database {name!r} is reserved by MongoDB")
+    return name
+
+
+def validate_collection_prefix(prefix: object) -> str:
+    """Return ``prefix`` if it is at most 48 letters, digits, ``_`` or ``-`` (``""`` included).
+
+    Raises:
+        InvalidStoreOptionsError: Anything else.
+    """
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix):
+        raise InvalidStoreOptionsError(
+            "collection_prefix must be at most 48 letters, digits, '_' or '-'"
+        )
+    return prefix

@@ -65,7 +65,14 @@ from .codec import checked_mtime, epoch_ms
 from .driver import has_client_bulk_write
 from .encryption import EncryptionSettings, keyring_for
 from .follow import DEFAULT_RECONNECT_TIMEOUT, Follower, Position
-from .layout import DEFAULT_COLLECTION_PREFIX, Collections, is_seq, key_fields
+from .layout import (
+    DEFAULT_COLLECTION_PREFIX,
+    Collections,
+    is_seq,
+    key_fields,
+    validate_collection_prefix,
+    validate_database_name,
+)
 from .ownership import check_owned
 from .reader import StoredEntry, iter_stored, read_entries
 from .sealer import SEALED, SUMMARY_SEALED, Sealer, key_destroyed
@@ -228,8 +235,8 @@ class MongoSessionStore:
         self._connection = connection
         self._owns_connection = client is not None or url is not None
         self._closed = False
-        self._database = database
-        self._prefix = collection_prefix
+        self._database = validate_database_name(database)
+        self._prefix = validate_collection_prefix(collection_prefix)
         self._create_indexes = create_indexes
         self._max_entry_bytes = max_entry_bytes
         self._summary_lease_ms = summary_lease_ms

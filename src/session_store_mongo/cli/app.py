@@ -44,9 +44,9 @@ from session_store_protocol.errors import (
 from session_store_protocol.summaries import load_fold_in_background
 from session_store_protocol.types import SessionKey, SessionListSubkeysKey
 
-from ..builder import validate_database_name
 from ..client import Connection
 from ..follow import DEFAULT_RECONNECT_TIMEOUT
+from ..layout import validate_database_name
 from ..migrate import DEFAULT_BATCH as MIGRATE_BATCH
 from ..migrate import MigrationReport, migrate
 from ..predecessor import PREDECESSOR, PREDECESSOR_COLLECTION, PREDECESSOR_DATABASE

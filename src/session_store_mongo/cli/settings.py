@@ -46,8 +46,8 @@ from session_store_protocol.errors import (
 )
 from session_store_protocol.types import SessionKey
 
-from ..builder import validate_collection_prefix, validate_database_name
 from ..encryption import EncryptionSettings, settings_file_fault
+from ..layout import validate_collection_prefix, validate_database_name
 from ..redact import password_of_url, redact_text
 from ..store import MongoSessionStore
 from .layout import project_key_for_directory
