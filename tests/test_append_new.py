@@ -210,6 +210,31 @@ async def test_a_call_of_the_wrong_shape_is_refused(store: MongoSessionStore, it
     assert await store.list_sessions("bulk") == []
 
 
+async def test_without_transactions_a_big_call_is_not_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the deployment has no transactions (mongomock), the call goes whole: one create.
+
+    Parts of ``TRANSACTION_BYTES`` bound transactions only; cut step by step, each part would
+    pay the three commands again.
+    """
+    from session_store_mongo import append as append_module
+
+    store = MongoSessionStore(client=AsyncMongoMockClient(), database=unique_name("new"))
+    batches = [(_key(n), _entries(f"e{n}", 4)) for n in range(6)]
+    monkeypatch.setattr(append_module, "TRANSACTION_BYTES", 1)  # a part per transcript
+    creates: list[int] = []
+    create = append_module.Block.create
+
+    async def counted_create(blocks: Any) -> Any:
+        creates.append(len(blocks))
+        return await create(blocks)
+
+    monkeypatch.setattr(append_module.Block, "create", counted_create)
+    assert await store.append_new(batches) == [4] * 6
+    assert creates == [6]
+
+
 @pytest.mark.live
 async def test_a_big_call_is_cut_into_transactions_of_bounded_size(
     counted: tuple[MongoSessionStore, CommandLog],
@@ -217,6 +242,8 @@ async def test_a_big_call_is_cut_into_transactions_of_bounded_size(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """At most ``TRANSACTION_BYTES`` of entries a transaction; a part refused goes by steps.
+
+    Step by step, the call is not cut: it goes whole, in three commands.
 
     Each transcript is whole in one part; a part holding a transcript that exists is created
     step by step, the parts before and after it still in their transactions.
@@ -233,6 +260,8 @@ async def test_a_big_call_is_cut_into_transactions_of_bounded_size(
     in_transactions = request.node.callspec.params["counted"]
     assert log.names.count("commitTransaction") == (2 if in_transactions else 0)
     assert log.names.count("abortTransaction") == (1 if in_transactions else 0)
+    # One settling write: the refused part's, or the whole call's step by step (not a part's).
+    assert log.names.count("update") == 1
     for key, entries in batches:
         assert await new.load(key) == (_entries("held", 1) if key == _key(3) else entries)
     assert (await new.stats()).entries == 21

@@ -250,7 +250,8 @@ class Appender:
         if self._sealer is None:
             await self._refuse_clear([block.ident for _, block in wanted])
         created: list[Block | None] = []
-        for part in _parts(wanted) if self._transactions else [wanted]:
+        # Parts only for transactions: step by step, the whole call goes in three commands.
+        for part in _parts(wanted) if self._transactions and facts.transactions else [wanted]:
             whole = (
                 self._transactions
                 and facts.transactions  # off once the deployment refused one after all
